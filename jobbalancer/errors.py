@@ -1,0 +1,64 @@
+"""Exceptions a user of jobbalancer can catch."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from jobbalancer.job import Record
+
+
+class JobBalancerError(Exception):
+    """Base of every error jobbalancer raises on purpose."""
+
+
+class InvalidJob(JobBalancerError, ValueError):
+    """A job spec or option that cannot be accepted; the message names what is wrong."""
+
+
+class InvalidSetting(JobBalancerError, ValueError):
+    """A setting with an unknown name or a value out of range."""
+
+
+class RedisUnavailable(JobBalancerError):
+    """Redis did not answer at the configured URL."""
+
+
+class NoSuchJob(JobBalancerError, KeyError):
+    """No job record with that id (never created, deleted, or expired)."""
+
+    def __str__(self) -> str:
+        return f"no job with id {self.args[0]!r}"
+
+
+class JobStateError(JobBalancerError):
+    """The job is in a state that does not allow the operation (e.g. delete while running)."""
+
+
+class JobOutcome(JobBalancerError):
+    """A job ended without success; ``record`` holds its final record."""
+
+    def __init__(self, record: Record) -> None:
+        self.record = record
+        detail = f": {record.error}" if record.error else ""
+        super().__init__(f"job {record.id} {record.status.value}{detail}")
+
+
+class JobFailed(JobOutcome):
+    """The job failed (non-zero exit, an exception, or lost past the poison limit)."""
+
+
+class JobTimedOut(JobOutcome):
+    """The job's watchdog killed it."""
+
+
+class JobCancelled(JobOutcome):
+    """The job was cancelled."""
+
+
+class JobRejected(JobOutcome):
+    """A realtime job found no free slot."""
+
+
+class WaitTimeout(JobBalancerError, TimeoutError):
+    """The job did not finish within the time a caller was prepared to wait."""

@@ -1,0 +1,271 @@
+"""The job: its spec, its options, its status and its record, with pure encode/decode.
+
+A job record is a Redis hash of strings (``HGETALL <p>:job:<id>``); this module is the one place
+that knows how those strings map to typed values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from jobbalancer.errors import InvalidJob
+
+# Exit codes a waiting `jb submit --wait` reports for outcomes that are not a process exit.
+EXIT_TIMED_OUT = 124
+EXIT_REJECTED = 75
+EXIT_CANCELLED = 130
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
+QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+FUNC_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+PRIORITY_LIMIT = 1_000_000
+
+
+class Status(StrEnum):
+    QUEUED = "queued"
+    ASSIGNED = "assigned"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    TIMED_OUT = "timed_out"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+
+
+TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.CANCELLED, Status.REJECTED})
+
+
+class Kind(StrEnum):
+    COMMAND = "command"
+    CALL = "call"
+
+
+@dataclass(frozen=True)
+class Options:
+    """How a job is to be run; the same names as the CLI flags."""
+
+    watchdog_s: float | None = None
+    realtime: bool = False
+    queue: str = "default"
+    retries: int = 0
+    priority: int = 0
+    id: str | None = None
+
+    def validated(self) -> Options:
+        if self.watchdog_s is not None and not (math.isfinite(self.watchdog_s) and self.watchdog_s > 0):
+            raise InvalidJob(f"watchdog must be a number of seconds > 0, got {self.watchdog_s!r}")
+        if not QUEUE_PATTERN.match(self.queue):
+            raise InvalidJob(f"queue {self.queue!r} is not a valid name (letters, digits, '.', '_', '-'; at most 64)")
+        if not (isinstance(self.retries, int) and 0 <= self.retries <= 100):
+            raise InvalidJob(f"retries must be an integer from 0 to 100, got {self.retries!r}")
+        if not (isinstance(self.priority, int) and abs(self.priority) <= PRIORITY_LIMIT):
+            raise InvalidJob(f"priority must be an integer within ±{PRIORITY_LIMIT}, got {self.priority!r}")
+        if self.id is not None and not ID_PATTERN.match(self.id):
+            raise InvalidJob(f"id {self.id!r} is not valid (1-128 of letters, digits and ._:@+-)")
+        return self
+
+
+@dataclass(frozen=True)
+class Spec:
+    """What to run: a shell command, or a Python callable by import path."""
+
+    kind: Kind
+    command: str | None = None
+    cwd: str | None = None
+    env: Mapping[str, str] = field(default_factory=dict)
+    func: str | None = None
+    args: tuple[Any, ...] = ()
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def for_command(cls, command: str, cwd: str | None = None, env: Mapping[str, str] | None = None) -> Spec:
+        if not isinstance(command, str) or not command.strip():
+            raise InvalidJob("command must be a non-empty string")
+        env = dict(env or {})
+        for key, value in env.items():
+            if not isinstance(key, str) or not key or "=" in key or not isinstance(value, str):
+                raise InvalidJob(f"env entry {key!r} is not NAME=string")
+        return cls(Kind.COMMAND, command=command, cwd=cwd, env=env)
+
+    @classmethod
+    def for_call(cls, func: str | Callable[..., Any], args: Any = (), kwargs: Mapping[str, Any] | None = None) -> Spec:
+        path = func_path(func)
+        spec = cls(Kind.CALL, func=path, args=tuple(args), kwargs=dict(kwargs or {}))
+        spec.encode()  # refuse what JSON cannot carry now, not on the worker
+        return spec
+
+    def to_wire(self) -> dict[str, Any]:
+        if self.kind is Kind.COMMAND:
+            wire: dict[str, Any] = {"command": self.command}
+            if self.cwd:
+                wire["cwd"] = self.cwd
+            if self.env:
+                wire["env"] = dict(self.env)
+            return wire
+        return {"func": self.func, "args": list(self.args), "kwargs": dict(self.kwargs)}
+
+    def encode(self) -> str:
+        try:
+            return json.dumps(self.to_wire(), separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidJob(f"arguments must be JSON-serialisable: {exc}") from None
+
+    @classmethod
+    def decode(cls, kind: str, text: str) -> Spec:
+        """Parse a spec off the wire; raises InvalidJob naming what is wrong."""
+        try:
+            wire = json.loads(text)
+        except ValueError as exc:
+            raise InvalidJob(f"spec is not valid JSON: {exc}") from None
+        if not isinstance(wire, dict):
+            raise InvalidJob("spec must be a JSON object")
+        if kind == Kind.COMMAND:
+            return cls.for_command(wire.get("command"), wire.get("cwd"), wire.get("env"))  # type: ignore[arg-type]
+        if kind == Kind.CALL:
+            args, kwargs = wire.get("args", []), wire.get("kwargs", {})
+            if not isinstance(args, list) or not isinstance(kwargs, dict):
+                raise InvalidJob("call args must be a list and kwargs an object")
+            return cls.for_call(wire.get("func", ""), args, kwargs)
+        raise InvalidJob(f"unknown job kind {kind!r}")
+
+
+def func_path(func: str | Callable[..., Any]) -> str:
+    """``package.module:function`` for a callable or an import-path string."""
+    if callable(func):
+        module, qualname = getattr(func, "__module__", None), getattr(func, "__qualname__", "")
+        if not module or module == "__main__" or "<" in qualname:
+            raise InvalidJob(f"{func!r} has no importable path; define it at module level in an importable module")
+        return f"{module}:{qualname}"
+    if not isinstance(func, str) or not FUNC_PATTERN.match(func):
+        raise InvalidJob(f"function {func!r} must be an import path like 'package.module:function'")
+    return func
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def record_fields(spec: Spec, options: Options) -> dict[str, str]:
+    """The initial hash fields of a job record (the Lua submit script adds created_at and status)."""
+    return {
+        "kind": spec.kind.value,
+        "spec": spec.encode(),
+        "queue": options.queue,
+        "priority": str(options.priority),
+        "retries": str(options.retries),
+        "watchdog": "" if options.watchdog_s is None else repr(float(options.watchdog_s)),
+        "realtime": "1" if options.realtime else "0",
+    }
+
+
+def _float(value: str | None) -> float | None:
+    return float(value) if value else None
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value not in (None, "") else None
+
+
+@dataclass(frozen=True)
+class Record:
+    """A job record as read back from Redis."""
+
+    id: str
+    kind: str
+    spec: dict[str, Any]
+    queue: str
+    status: Status
+    worker: str | None
+    attempts: int
+    exit_code: int | None
+    watchdog: float | None
+    priority: int
+    retries: int
+    realtime: bool
+    created_at: float | None
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+    result: Any
+    stdout: str
+    stderr: str
+
+    @property
+    def finished(self) -> bool:
+        return self.status in TERMINAL
+
+    @classmethod
+    def from_hash(cls, job_id: str, raw: Mapping[str, str]) -> Record:
+        spec_text = raw.get("spec") or "{}"
+        try:
+            spec = json.loads(spec_text)
+        except ValueError:
+            spec = {"unparsed": spec_text}
+        result_text = raw.get("result")
+        return cls(
+            id=job_id,
+            kind=raw.get("kind", ""),
+            spec=spec if isinstance(spec, dict) else {"unparsed": spec_text},
+            queue=raw.get("queue", ""),
+            status=Status(raw.get("status", "queued")),
+            worker=raw.get("worker") or None,
+            attempts=_int(raw.get("attempts")) or 0,
+            exit_code=_int(raw.get("exit_code")),
+            watchdog=_float(raw.get("watchdog")),
+            priority=_int(raw.get("priority")) or 0,
+            retries=_int(raw.get("retries")) or 0,
+            realtime=raw.get("realtime") == "1",
+            created_at=_float(raw.get("created_at")),
+            started_at=_float(raw.get("started_at")),
+            finished_at=_float(raw.get("finished_at")),
+            error=raw.get("error") or None,
+            result=json.loads(result_text) if result_text else None,
+            stdout=raw.get("stdout", ""),
+            stderr=raw.get("stderr", ""),
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """The record as ``jb status --json`` prints it."""
+        out: dict[str, Any] = {
+            "id": self.id,
+            "kind": self.kind,
+            **self.spec,
+            "queue": self.queue,
+            "status": self.status.value,
+            "worker": self.worker,
+            "attempts": self.attempts,
+            "exit_code": self.exit_code,
+            "watchdog": self.watchdog,
+            "priority": self.priority,
+            "retries": self.retries,
+            "realtime": self.realtime,
+            "created_at": self.created_at,
+            "started_at": self.started_at,
+            "finished_at": self.finished_at,
+            "error": self.error,
+            "stdout": self.stdout,
+            "stderr": self.stderr,
+        }
+        if self.kind == Kind.CALL:
+            out["result"] = self.result
+        return out
+
+    @property
+    def exit_status(self) -> int:
+        """The exit code ``jb submit --wait`` reports for this (finished) job."""
+        if self.status is Status.TIMED_OUT:
+            return EXIT_TIMED_OUT
+        if self.status is Status.REJECTED:
+            return EXIT_REJECTED
+        if self.status is Status.CANCELLED:
+            return EXIT_CANCELLED
+        if self.exit_code is not None:
+            return self.exit_code
+        return 0 if self.status is Status.SUCCEEDED else 1

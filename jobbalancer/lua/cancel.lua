@@ -1,0 +1,25 @@
+-- Cancel a job. Waiting or assigned: cancelled at once. Running: the owning worker is told to kill
+-- it and records "cancelled" itself.
+-- ARGV: prefix, id
+-- Returns the outcome: 'cancelled', 'cancelling', 'missing', or the terminal status it already had.
+local id = ARGV[2]
+local jk = jobkey(id)
+local st, q, wm, w, entry, att = unpack(redis.call('HMGET', jk, 'status', 'queue', 'wm', 'worker', 'entry', 'attempts'))
+if not st then return 'missing' end
+if st == 'queued' then
+  if wm then waiting_rem(q, wm) end
+  finish(id, 'cancelled', 'exit_code', 130, 'error', 'cancelled before it started')
+  return 'cancelled'
+end
+if st == 'assigned' then
+  drop_entry(w, entry)
+  finish(id, 'cancelled', 'exit_code', 130, 'error', 'cancelled before it started')
+  tick_if_waiting()
+  return 'cancelled'
+end
+if st == 'running' then
+  redis.call('HSET', jk, 'cancel', '1')
+  redis.call('XADD', P .. ':w:' .. w .. ':ctl', 'MAXLEN', '~', 1000, '*', 'op', 'cancel', 'id', id, 'attempt', att)
+  return 'cancelling'
+end
+return st
