@@ -10,7 +10,6 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import redis
@@ -18,7 +17,6 @@ import redis
 from jobbalancer.server import EmbeddedRedis, ServerError
 
 os.environ["JB_ALLOW_ROOT"] = "1"  # the suite runs as root in CI containers; one test checks the refusal
-REPO = Path(__file__).resolve().parent.parent
 
 
 def free_port() -> int:

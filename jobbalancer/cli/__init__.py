@@ -1,0 +1,28 @@
+"""The ``jb`` command line: thin click commands over the library."""
+
+from __future__ import annotations
+
+import click
+
+from jobbalancer.cli.base import Main
+from jobbalancer.cli.jobs import cancel, delete, jobs, logs, restart, result, status, submit
+from jobbalancer.cli.procs import balancer, up, worker
+from jobbalancer.cli.settings import config
+from jobbalancer.cli.workers import workers
+from jobbalancer.config import DEFAULT_PREFIX, DEFAULT_URL
+
+
+@click.group(cls=Main, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--redis", "url", envvar="JB_REDIS_URL", default=DEFAULT_URL, show_default=True, help="Redis URL.")
+@click.option("--prefix", envvar="JB_PREFIX", default=DEFAULT_PREFIX, show_default=True, help="Key prefix.")
+@click.version_option(package_name="jobbalancer")
+@click.pass_context
+def main(ctx: click.Context, url: str, prefix: str) -> None:
+    """jobbalancer: run shell commands and Python calls on a fleet of workers, through Redis."""
+    ctx.obj = Main.context_object(url, prefix)
+
+
+for command in (submit, status, result, logs, cancel, restart, delete, jobs, workers, config, up, worker, balancer):
+    main.add_command(command)
+
+__all__ = ["main"]

@@ -1,0 +1,206 @@
+"""Commands on jobs: submit, status, result, logs, cancel, restart, delete, jobs."""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from jobbalancer.cli.base import echo_json, fail, pass_client
+from jobbalancer.client import Client
+from jobbalancer.errors import InvalidJob
+from jobbalancer.job import Kind, Record, Status
+
+
+def parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
+    env = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name:
+            raise InvalidJob(f"--env takes NAME=VALUE, got {pair!r}")
+        env[name] = value
+    return env
+
+
+def stream_output(client: Client, job_id: str) -> Record:
+    """Copy the job's live output to our stdout/stderr and return its final record."""
+    for chunk in client.follow(job_id):
+        target = sys.stdout if chunk.fd == 1 else sys.stderr
+        target.write(chunk.data)
+        target.flush()
+    return client.wait(job_id)
+
+
+@click.command()
+@click.argument("command")
+@click.option("--watchdog", type=float, metavar="S", help="Kill the job (whole process tree) after S seconds.")
+@click.option("--realtime", is_flag=True, help="Reject at once if no worker has a free slot.")
+@click.option("--queue", default="default", show_default=True, help="Queue the job goes to.")
+@click.option("--retries", type=int, default=0, show_default=True, help="Extra attempts after a failure.")
+@click.option("--id", "job_id", help="Your own id; submitting an existing id returns that job.")
+@click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first among waiting jobs.")
+@click.option("--cwd", help="Working directory on the worker.")
+@click.option("--env", "env_pairs", multiple=True, metavar="K=V", help="Environment variable (repeatable).")
+@click.option("--wait", is_flag=True, help="Stream the output and exit with the job's exit code.")
+@click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON.")
+@click.pass_context
+def submit(
+    ctx: click.Context,
+    command: str,
+    watchdog: float | None,
+    realtime: bool,
+    queue: str,
+    retries: int,
+    job_id: str | None,
+    priority: int,
+    cwd: str | None,
+    env_pairs: tuple[str, ...],
+    wait: bool,
+    as_json: bool,
+) -> None:
+    """Submit a shell COMMAND; prints the job id."""
+    client = pass_client(ctx)
+    job = client.submit(
+        command,
+        cwd=cwd,
+        env=parse_env(env_pairs),
+        watchdog=watchdog,
+        realtime=realtime,
+        queue=queue,
+        retries=retries,
+        id=job_id,
+        priority=priority,
+    )
+    if not wait:
+        echo_json(job.info()) if as_json else click.echo(job.id)
+        return
+    record = client.wait(job.id) if as_json else stream_output(client, job.id)
+    if as_json:
+        echo_json(record.to_dict())
+    elif record.status is not Status.SUCCEEDED and record.error:
+        click.echo(f"jb: job {job.id} {record.status.value}: {record.error}", err=True)
+    sys.exit(record.exit_status)
+
+
+@click.command()
+@click.argument("job_id", metavar="ID")
+@click.option("--json", "as_json", is_flag=True, help="Print the record as one JSON object.")
+@click.pass_context
+def status(ctx: click.Context, job_id: str, as_json: bool) -> None:
+    """Show a job's record."""
+    record = pass_client(ctx).record(job_id)
+    if as_json:
+        echo_json(record.to_dict())
+        return
+    for name, value in record.to_dict().items():
+        if name in ("stdout", "stderr") or value in (None, "", {}, []):
+            continue
+        if name.endswith("_at"):
+            value = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(value)) + f" ({value:.3f})"
+        elif not isinstance(value, str):
+            value = json.dumps(value)
+        click.echo(f"{name:12} {value}")
+
+
+@click.command()
+@click.argument("job_id", metavar="ID")
+@click.option("--wait", is_flag=True, help="Wait for the job to finish.")
+@click.option("--timeout", type=float, metavar="S", help="With --wait: give up after S seconds (exit 1).")
+@click.pass_context
+def result(ctx: click.Context, job_id: str, wait: bool, timeout: float | None) -> None:
+    """Print a command's stdout or a call's return value (JSON)."""
+    client = pass_client(ctx)
+    record = client.wait(job_id, timeout) if wait else client.record(job_id)
+    if not record.finished:
+        fail(f"job {job_id} is {record.status.value}; use --wait to wait for it")
+    if record.status is not Status.SUCCEEDED:
+        click.echo(f"jb: job {job_id} {record.status.value}: {record.error or ''}", err=True)
+        sys.exit(record.exit_status)
+    if record.kind == Kind.CALL:
+        click.echo(json.dumps(record.result))
+    else:
+        click.echo(record.stdout, nl=False)
+
+
+@click.command()
+@click.argument("job_id", metavar="ID")
+@click.option("--follow", "-f", is_flag=True, help="Keep streaming until the job finishes.")
+@click.pass_context
+def logs(ctx: click.Context, job_id: str, follow: bool) -> None:
+    """Print a job's stdout (to stdout) and stderr (to stderr)."""
+    client = pass_client(ctx)
+    if follow:
+        stream_output(client, job_id)
+        return
+    output = client.output(job_id)
+    sys.stdout.write(output.stdout)
+    sys.stderr.write(output.stderr)
+
+
+@click.command()
+@click.argument("job_id", metavar="ID")
+@click.pass_context
+def cancel(ctx: click.Context, job_id: str) -> None:
+    """Cancel a job; a running one is killed, process tree and all."""
+    outcome = pass_client(ctx).cancel(job_id)
+    messages = {
+        "cancelled": "cancelled",
+        "cancelling": "cancelling: the worker is killing it",
+    }
+    click.echo(f"{job_id}: {messages.get(outcome, f'already finished ({outcome})')}")
+
+
+@click.command()
+@click.argument("job_id", metavar="ID")
+@click.pass_context
+def restart(ctx: click.Context, job_id: str) -> None:
+    """Run a finished job again under the same id."""
+    click.echo(pass_client(ctx).restart(job_id).id)
+
+
+@click.command()
+@click.argument("job_id", metavar="ID")
+@click.pass_context
+def delete(ctx: click.Context, job_id: str) -> None:
+    """Delete a finished job's record and output."""
+    pass_client(ctx).delete(job_id)
+    click.echo(f"{job_id}: deleted")
+
+
+def describe(record: Record) -> str:
+    spec = record.spec
+    if record.kind == Kind.CALL:
+        args = ", ".join(json.dumps(a) for a in spec.get("args", []))
+        return f"{spec.get('func')}({args})"
+    return str(spec.get("command", ""))
+
+
+@click.command()
+@click.option("--status", "status_", type=click.Choice([s.value for s in Status]), help="Only jobs in this status.")
+@click.option("--limit", type=click.IntRange(1, 100_000), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON list of records.")
+@click.pass_context
+def jobs(ctx: click.Context, status_: str | None, limit: int, as_json: bool) -> None:
+    """List recent jobs, newest first."""
+    records = pass_client(ctx).jobs(status_, limit)
+    if as_json:
+        echo_json([record.to_dict() for record in records])
+        return
+    table = Table(box=None, header_style="bold")
+    for column in ("id", "status", "queue", "worker", "tries", "exit", "took", "what"):
+        table.add_column(column)
+    for record in records:
+        took = ""
+        if record.started_at and record.finished_at:
+            took = f"{record.finished_at - record.started_at:.2f}s"
+        exit_code = "" if record.exit_code is None else str(record.exit_code)
+        what = describe(record)
+        table.add_row(
+            record.id, record.status.value, record.queue, record.worker or "", str(record.attempts), exit_code, took,
+            what if len(what) < 60 else what[:57] + "...",
+        )  # fmt: skip
+    Console().print(table)

@@ -1,0 +1,384 @@
+"""The producer side: submit and enqueue jobs, follow them, and read their outcome."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, NamedTuple
+
+import redis
+
+from jobbalancer.config import Settings, key_prefix, redis_url
+from jobbalancer.connection import connect
+from jobbalancer.errors import (
+    JobCancelled,
+    JobFailed,
+    JobRejected,
+    JobStateError,
+    JobTimedOut,
+    NoSuchJob,
+    WaitTimeout,
+)
+from jobbalancer.job import TERMINAL, Kind, Options, Record, Spec, Status, new_id, record_fields
+from jobbalancer.keys import Keys
+from jobbalancer.scripts import Scripts
+
+FOLLOW_BLOCK_MS = 1000
+OUTCOME_ERRORS = {
+    Status.FAILED: JobFailed,
+    Status.TIMED_OUT: JobTimedOut,
+    Status.CANCELLED: JobCancelled,
+    Status.REJECTED: JobRejected,
+}
+
+
+class Output(NamedTuple):
+    """A job's captured output (the capped tails once it has finished)."""
+
+    stdout: str
+    stderr: str
+
+
+class Chunk(NamedTuple):
+    """One piece of live output: ``fd`` 1 for stdout, 2 for stderr."""
+
+    fd: int
+    data: str
+
+
+class Job:
+    """A handle on one job; cheap to create, every method asks Redis afresh."""
+
+    def __init__(self, client: Client, job_id: str) -> None:
+        self.client = client
+        self.id = job_id
+
+    def __repr__(self) -> str:
+        return f"Job({self.id!r})"
+
+    def record(self) -> Record:
+        return self.client.record(self.id)
+
+    def status(self) -> Status:
+        return self.record().status
+
+    def info(self) -> dict[str, Any]:
+        """The job record as a dict, the same as ``jb status --json``."""
+        return self.record().to_dict()
+
+    def wait(self, timeout: float | None = None) -> Record:
+        """Block until the job has finished and return its final record."""
+        return self.client.wait(self.id, timeout)
+
+    def result(self, timeout: float | None = None) -> Any:
+        """Wait for the job and return a call's return value, or a command's stdout.
+
+        Raises:
+            JobFailed, JobTimedOut, JobCancelled, JobRejected: the job ended that way; ``.record`` has it.
+            WaitTimeout: it did not finish within ``timeout`` seconds.
+        """
+        record = self.wait(timeout)
+        error = OUTCOME_ERRORS.get(record.status)
+        if error is not None:
+            raise error(record)
+        return record.result if record.kind == Kind.CALL else record.stdout
+
+    def logs(self) -> Output:
+        return self.client.output(self.id)
+
+    def cancel(self) -> str:
+        return self.client.cancel(self.id)
+
+
+class Client:
+    """Talks to one jobbalancer cluster: a Redis URL and a key prefix.
+
+    Args:
+        url: Redis URL; defaults to ``JB_REDIS_URL``, then ``redis://127.0.0.1:6379/0``.
+        prefix: key prefix; defaults to ``JB_PREFIX``, then ``jb``.
+    """
+
+    def __init__(self, url: str | None = None, prefix: str | None = None) -> None:
+        self.url = redis_url(url)
+        self.prefix = key_prefix(prefix)
+        self.keys = Keys(self.prefix)
+        self.redis: redis.Redis = connect(self.url)
+        self.scripts = Scripts(self.redis)
+
+    def close(self) -> None:
+        self.redis.close()
+
+    # -- producing ----------------------------------------------------------------------------
+
+    def submit(
+        self, command: str, *, cwd: str | None = None, env: Mapping[str, str] | None = None, **options: Any
+    ) -> Job:
+        """Submit a shell command (run with ``/bin/sh -c``); options as in :class:`Options`."""
+        return self.submit_spec(Spec.for_command(command, cwd, env), make_options(**options))
+
+    def enqueue(self, func: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
+        """Enqueue a call of ``func`` (a callable or ``package.module:function``) with default options."""
+        return self.enqueue_call(func, args, kwargs)
+
+    def enqueue_call(
+        self,
+        func: str | Callable[..., Any],
+        args: Iterable[Any] = (),
+        kwargs: Mapping[str, Any] | None = None,
+        **options: Any,
+    ) -> Job:
+        """Enqueue a call with options (watchdog, queue, ...) kept apart from the function's kwargs."""
+        return self.submit_spec(Spec.for_call(func, tuple(args), kwargs), make_options(**options))
+
+    def submit_spec(self, spec: Spec, options: Options) -> Job:
+        return self.submit_many([(spec, options)])[0]
+
+    def submit_many(self, items: Iterable[tuple[Spec, Options]]) -> list[Job]:
+        """Submit many jobs in one pipelined round trip; returns their handles in order."""
+        jobs: list[Job] = []
+        pipe = self.redis.pipeline(transaction=False)
+        for spec, options in items:
+            job_id = options.id or new_id()
+            fields = record_fields(spec, options.validated())
+            self.scripts.submit(
+                self.prefix,
+                job_id,
+                *(fields[name] for name in ("kind", "spec", "queue", "priority", "retries", "watchdog", "realtime")),
+                client=pipe,
+            )
+            jobs.append(Job(self, job_id))
+        pipe.execute()
+        return jobs
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def job(self, job_id: str) -> Job:
+        return Job(self, job_id)
+
+    def record(self, job_id: str) -> Record:
+        raw = self.redis.hgetall(self.keys.job(job_id))
+        if not raw:
+            raise NoSuchJob(job_id)
+        return Record.from_hash(job_id, raw)
+
+    def wait(self, job_id: str, timeout: float | None = None) -> Record:
+        """Block until the job is finished; wakes on the end marker of its output stream."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        record = self.record(job_id)
+        if record.finished:
+            return record
+        last, record = self._announce_waiter(job_id)
+        while not record.finished:
+            block_ms = FOLLOW_BLOCK_MS if deadline is None else int((deadline - time.monotonic()) * 1000)
+            if block_ms <= 0:
+                raise WaitTimeout(f"job {job_id} still {record.status.value} after {timeout}s")
+            entries = self._read_output(job_id, last, block_ms)
+            if entries:
+                last = entries[-1][0]
+            if not entries or any("end" in fields for _id, fields in entries):
+                record = self.record(job_id)
+        return record
+
+    def follow(self, job_id: str) -> Iterator[Chunk]:
+        """Yield the job's output as it is produced, until the job finishes.
+
+        A job already finished yields its recorded stdout and stderr tails.
+        """
+        record = self.record(job_id)
+        if not record.finished:
+            _marker, record = self._announce_waiter(job_id)
+        if record.finished:
+            yield from _record_chunks(record)
+            return
+        last = "0"
+        while True:
+            entries = self._read_output(job_id, last, FOLLOW_BLOCK_MS)
+            for entry_id, fields in entries:
+                last = entry_id
+                if "end" in fields:
+                    return
+                if "fd" in fields:
+                    yield Chunk(int(fields["fd"]), fields.get("data", ""))
+            if not entries and self.record(job_id).finished:
+                return
+
+    def output(self, job_id: str) -> Output:
+        """The job's output: the recorded tails once finished, the live chunks so far before."""
+        record = self.record(job_id)
+        if record.finished:
+            return Output(record.stdout, record.stderr)
+        parts: dict[int, list[str]] = {1: [], 2: []}
+        for _entry_id, fields in self.redis.xrange(self.keys.output(job_id)):
+            if "fd" in fields:
+                parts.setdefault(int(fields["fd"]), []).append(fields.get("data", ""))
+        return Output("".join(parts[1]), "".join(parts[2]))
+
+    def _announce_waiter(self, job_id: str) -> tuple[str, Record]:
+        """Make sure the job's output stream exists, so whatever finishes the job writes its end marker.
+
+        Returns the marker's stream id and the record as it stood after the marker was written.
+        """
+        out, key = self.keys.output(job_id), self.keys.job(job_id)
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.xadd(out, {"waiter": "1"})
+        pipe.hgetall(key)
+        pipe.ttl(key)
+        marker, raw, ttl_s = pipe.execute()
+        if not raw:
+            self.redis.delete(out)
+            raise NoSuchJob(job_id)
+        record = Record.from_hash(job_id, raw)
+        if record.finished and ttl_s > 0:  # it finished just before the marker: let the stream expire with it
+            self.redis.expire(out, ttl_s)
+        return str(marker), record
+
+    def _read_output(self, job_id: str, after: str, block_ms: int) -> list[tuple[str, dict[str, str]]]:
+        reply = self.redis.xread({self.keys.output(job_id): after}, block=max(1, block_ms), count=1000)
+        return list(reply[0][1]) if reply else []
+
+    def jobs(self, status: Status | str | None = None, limit: int = 50) -> list[Record]:
+        """The most recent jobs, newest first, optionally of one status."""
+        wanted = Status(status) if status else None
+        found: list[Record] = []
+        start, page = 0, max(limit, 200)
+        while len(found) < limit:
+            ids = self.redis.zrevrange(self.keys.jobs, start, start + page - 1)
+            if not ids:
+                break
+            start += page
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hgetall(self.keys.job(job_id))
+            expired = []
+            for job_id, raw in zip(ids, pipe.execute(), strict=True):
+                if not raw:
+                    expired.append(job_id)
+                    continue
+                record = Record.from_hash(job_id, raw)
+                if wanted is None or record.status is wanted:
+                    found.append(record)
+            if expired:  # the record's TTL ran out: drop it from the index too
+                self.redis.zrem(self.keys.jobs, *expired)
+                start -= len(expired)
+        return found[:limit]
+
+    # -- acting on jobs -----------------------------------------------------------------------
+
+    def cancel(self, job_id: str) -> str:
+        """Cancel a job; returns 'cancelled', 'cancelling' (a running job being killed) or its final status."""
+        outcome = str(self.scripts.cancel(self.prefix, job_id))
+        if outcome == "missing":
+            raise NoSuchJob(job_id)
+        return outcome
+
+    def restart(self, job_id: str) -> Job:
+        """Run a finished job again under the same id."""
+        self._finished_only(job_id, "restart", self.scripts.restart(self.prefix, job_id))
+        return Job(self, job_id)
+
+    def delete(self, job_id: str) -> None:
+        """Delete a finished job's record and output."""
+        self._finished_only(job_id, "delete", self.scripts.delete(self.prefix, job_id))
+
+    @staticmethod
+    def _finished_only(job_id: str, verb: str, outcome: str) -> None:
+        if outcome == "missing":
+            raise NoSuchJob(job_id)
+        if outcome in {s.value for s in Status if s not in TERMINAL}:
+            raise JobStateError(f"cannot {verb} job {job_id}: it is {outcome}; cancel it first")
+
+    # -- cluster ------------------------------------------------------------------------------
+
+    def settings(self) -> Settings:
+        return Settings.from_hash(self.redis.hgetall(self.keys.config))
+
+    def set_setting(self, name: str, value: str, policy_check: Callable[[str], object] | None = None) -> Settings:
+        """Validate and store one live setting; the balancer and workers pick it up within a second."""
+        updated = self.settings().with_value(name, value).validate(policy_check)
+        self.redis.hset(self.keys.config, name, str(getattr(updated, name)))
+        return updated
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Every registered worker with its facts, load and heartbeat age (Redis's clock)."""
+        seconds, micros = self.redis.time()
+        now_ms = seconds * 1000 + micros // 1000
+        timeout_s = self.settings().heartbeat_timeout
+        names = self.redis.zrange(self.keys.workers, 0, -1, withscores=True)
+        pipe = self.redis.pipeline(transaction=False)
+        for name, _score in names:
+            pipe.hgetall(self.keys.worker(name))
+        return [
+            worker_info(name, score, raw, now_ms, timeout_s)
+            for (name, score), raw in zip(names, pipe.execute(), strict=True)
+        ]
+
+
+def make_options(
+    *,
+    watchdog: float | None = None,
+    realtime: bool = False,
+    queue: str = "default",
+    retries: int = 0,
+    id: str | None = None,  # noqa: A002 - the option is called id everywhere (CLI, API, record)
+    priority: int = 0,
+) -> Options:
+    return Options(watchdog_s=watchdog, realtime=realtime, queue=queue, retries=retries, priority=priority, id=id)
+
+
+def _record_chunks(record: Record) -> Iterator[Chunk]:
+    if record.stdout:
+        yield Chunk(1, record.stdout)
+    if record.stderr:
+        yield Chunk(2, record.stderr)
+
+
+def _number(raw: Mapping[str, str], name: str) -> float | None:
+    try:
+        return float(raw[name])
+    except (KeyError, ValueError):
+        return None
+
+
+def worker_info(name: str, score: float, raw: Mapping[str, str], now_ms: int, timeout_s: float) -> dict[str, Any]:
+    """One worker as ``jb workers --json`` shows it."""
+    last_seen_s = max(0.0, (now_ms - score) / 1000)
+    state = "dead" if last_seen_s > timeout_s else raw.get("state", "unknown")
+    slots = _number(raw, "slots")
+    return {
+        "name": name,
+        "host": raw.get("host"),
+        "pid": int(raw["pid"]) if raw.get("pid", "").isdigit() else None,
+        "state": state,
+        "concurrency": int(slots) if slots is not None else None,
+        "running": int(_number(raw, "running") or 0),
+        "queues": [q for q in raw.get("queues", "").split(",") if q],
+        "cpu": _number(raw, "cpu"),
+        "mem": _number(raw, "mem"),
+        "load": _number(raw, "load1"),
+        "last_seen_s": round(last_seen_s, 3),
+        "jobs_done": int(_number(raw, "jobs_done") or 0),
+    }
+
+
+_default_client: Client | None = None
+_default_lock = threading.Lock()
+
+
+def default_client() -> Client:
+    """The client module-level ``submit``/``enqueue`` use, configured from the environment."""
+    global _default_client
+    with _default_lock:
+        if _default_client is None:
+            _default_client = Client()
+        return _default_client
+
+
+def submit(command: str, **options: Any) -> Job:
+    """Submit a shell command with the default client; see :meth:`Client.submit`."""
+    return default_client().submit(command, **options)
+
+
+def enqueue(func: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
+    """Enqueue a call with the default client; see :meth:`Client.enqueue`."""
+    return default_client().enqueue(func, *args, **kwargs)

@@ -1,0 +1,81 @@
+"""Pure logic of the job model and the settings: encoding, validation, parsing."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jobbalancer.config import Settings
+from jobbalancer.errors import InvalidJob, InvalidSetting
+from jobbalancer.job import Kind, Options, Record, Spec, Status, func_path, record_fields
+
+
+def test_command_spec_round_trips_through_the_wire() -> None:
+    spec = Spec.for_command("make test", cwd="/src", env={"CC": "clang"})
+    assert Spec.decode("command", spec.encode()) == spec
+    assert json.loads(spec.encode()) == {"command": "make test", "cwd": "/src", "env": {"CC": "clang"}}
+
+
+def test_call_spec_takes_a_callable_or_a_path() -> None:
+    assert func_path(json.dumps) == "json:dumps"
+    spec = Spec.for_call("pkg.mod:fn", (1, "a"), {"k": [1, 2]})
+    assert Spec.decode("call", spec.encode()) == spec
+
+
+@pytest.mark.parametrize(
+    ("build", "message"),
+    [
+        (lambda: Spec.for_command("  "), "command must be a non-empty string"),
+        (lambda: Spec.for_command("x", env={"A=B": "1"}), "env entry 'A=B'"),
+        (lambda: Spec.for_call("no_colon"), "must be an import path"),
+        (lambda: Spec.for_call(lambda: 1), "no importable path"),
+        (lambda: Spec.for_call("m:f", (object(),)), "JSON-serialisable"),
+        (lambda: Spec.for_call("m:f", (float("nan"),)), "JSON-serialisable"),
+        (lambda: Spec.decode("call", "{bad json"), "not valid JSON"),
+        (lambda: Spec.decode("shell", "{}"), "unknown job kind 'shell'"),
+        (lambda: Spec.decode("call", '{"func": "m:f", "args": {}}'), "args must be a list"),
+    ],
+)
+def test_bad_specs_are_refused_with_the_reason(build, message: str) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(InvalidJob, match=message):
+        build()
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        (Options(watchdog_s=0), "watchdog"),
+        (Options(watchdog_s=float("inf")), "watchdog"),
+        (Options(queue=""), "queue"),
+        (Options(retries=-1), "retries"),
+        (Options(priority=10**7), "priority"),
+        (Options(id="a b"), "id"),
+    ],
+)
+def test_bad_options_are_refused(options: Options, message: str) -> None:
+    with pytest.raises(InvalidJob, match=message):
+        options.validated()
+
+
+def test_record_decodes_the_hash_and_maps_exit_status() -> None:
+    spec = Spec.for_call("m:f", (1,))
+    raw = {**record_fields(spec, Options(watchdog_s=2.5)), "status": "timed_out", "attempts": "2", "exit_code": "124"}
+    record = Record.from_hash("j1", raw)
+    assert (record.kind, record.status, record.watchdog, record.attempts) == (Kind.CALL, Status.TIMED_OUT, 2.5, 2)
+    assert record.finished and record.exit_status == 124
+    assert record.to_dict()["func"] == "m:f"
+    rejected = Record.from_hash("j2", {"status": "rejected"})
+    assert rejected.exit_status == 75
+
+
+def test_settings_parse_validate_and_ignore_junk_in_the_hash() -> None:
+    settings = Settings().with_value("heartbeat_timeout", "2.5").with_value("policy", "cpu")
+    assert (settings.heartbeat_timeout, settings.policy) == (2.5, "cpu")
+    with pytest.raises(InvalidSetting, match="must be float"):
+        Settings().with_value("heartbeat_timeout", "soon")
+    with pytest.raises(InvalidSetting, match="must be > 0"):
+        Settings().with_value("poison_limit", "0").validate()
+    from_hash = Settings.from_hash({"max_jobs_per_worker": "4", "heartbeat_timeout": "-1", "other": "x"})
+    assert (from_hash.max_jobs_per_worker, from_hash.heartbeat_timeout) == (4, 5.0)
+    assert Settings.from_hash(Settings().to_hash()) == Settings()
