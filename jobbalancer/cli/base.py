@@ -42,6 +42,19 @@ class Main(click.Group):
         except InvalidSetting as exc:
             raise click.BadParameter(str(exc), param_hint="--prefix") from None
 
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Click's own usage errors also come out as one line (exit 2), without the usage block."""
+        kwargs["standalone_mode"] = False
+        try:
+            outcome = super().main(*args, **kwargs)
+        except click.exceptions.Abort:
+            fail("aborted", code=130)
+        except click.ClickException as exc:
+            fail(exc.format_message(), code=exc.exit_code)
+        if isinstance(outcome, int):
+            sys.exit(outcome)
+        sys.exit(0)
+
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)

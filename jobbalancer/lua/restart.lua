@@ -1,7 +1,7 @@
 -- Run a finished job again under the same id: its outcome is cleared and it re-enters the inbox.
 -- Attempts keep counting up, so a late write from an earlier run stays fenced out.
 -- ARGV: prefix, id
--- Returns 'queued', 'missing', or the non-terminal status that prevents it.
+-- Returns 'restarted', 'missing', or the non-terminal status that prevents it.
 local id = ARGV[2]
 local jk = jobkey(id)
 local st, q, prio, rt = unpack(redis.call('HMGET', jk, 'status', 'queue', 'priority', 'realtime'))
@@ -14,4 +14,4 @@ redis.call('PERSIST', jk)
 redis.call('DEL', jk .. ':out')
 redis.call('XADD', P .. ':inbox', '*', 'id', id, 'queue', q, 'priority', prio, 'realtime', rt)
 event(id, 'queued', '')
-return 'queued'
+return 'restarted'

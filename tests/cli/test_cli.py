@@ -33,14 +33,17 @@ def test_unknown_job_id_is_one_line_and_exit_1(jb) -> None:  # type: ignore[no-u
         (["submit", "true", "--env", "NOEQUALS"], "--env takes NAME=VALUE"),
         (["submit", "true", "--queue", "bad queue"], "queue 'bad queue' is not a valid name"),
         (["submit", "true", "--id", "has space"], "id 'has space' is not valid"),
-        (["config", "set", "policy", "bogus"], "unknown policy 'bogus'"),
-        (["config", "set", "heartbeat_timeout", "-1"], "heartbeat_timeout must be > 0"),
+        (["config", "set", "policy", "bogus"], "policy 'bogus' is unknown"),
+        (["config", "set", "heartbeat_timeout", "0"], "heartbeat_timeout must be > 0"),
+        (["submit"], "Missing argument 'COMMAND'"),
+        (["submit", "true", "--priority", "high"], "'high' is not a valid integer"),
         (["config", "set", "nonsense", "1"], "unknown setting 'nonsense'"),
     ],
 )
 def test_bad_input_exits_2_with_a_clear_line(jb, args: list[str], message: str) -> None:  # type: ignore[no-untyped-def]
     outcome = jb(*args)
     assert outcome.exit_code == 2
+    assert outcome.stderr.startswith("jb: error: ") and outcome.stderr.count("\n") == 1
     assert message in outcome.stderr
     assert "Traceback" not in outcome.output
 

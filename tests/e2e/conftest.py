@@ -9,6 +9,7 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -25,12 +26,14 @@ class Cluster:
     tmp: Path
     client: Client
     procs: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    logs: list[IO[bytes]] = field(default_factory=list)
 
     def argv(self, *args: str) -> list[str]:
         return [sys.executable, "-m", "jobbalancer", "--redis", self.url, "--prefix", self.prefix, *args]
 
     def spawn(self, label: str, *args: str) -> subprocess.Popen[bytes]:
-        log = open(self.tmp / f"{label}.log", "wb")  # noqa: SIM115 - kept open for the process's life
+        log = open(self.tmp / f"{label}.log", "ab")  # noqa: SIM115 - closed in stop()
+        self.logs.append(log)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         proc = subprocess.Popen(self.argv(*args), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=REPO)
         self.procs[label] = proc
@@ -64,6 +67,8 @@ class Cluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        for log in self.logs:
+            log.close()
 
 
 @pytest.fixture

@@ -73,6 +73,7 @@ def test_realtime_rejected_while_every_slot_is_busy(running: Cluster) -> None:
         running.client.submit("echo never", realtime=True).result(timeout=10)
     for job in busy:
         job.cancel()
+    assert {job.wait(15).status for job in busy} == {Status.CANCELLED}
     accepted = running.client.submit("echo now", realtime=True)
     assert accepted.result(timeout=15) == "now\n"
 
