@@ -25,10 +25,6 @@ end
 
 for i, op in ipairs(ops) do
   local r = 0
-  if op.e and op.e ~= '' then
-    redis.call('XACK', inbox, 'balancers', op.e)
-    redis.call('XDEL', inbox, op.e)
-  end
   if op.o == 'd' then
     dead(op.id, op.why, op.raw)
     r = 1
@@ -48,6 +44,11 @@ for i, op in ipairs(ops) do
       end
       r = 1
     end
+  end
+  -- Acked only once its op is done: a script error (OOM, WRONGTYPE) leaves the entry pending.
+  if op.e and op.e ~= '' then
+    redis.call('XACK', inbox, 'balancers', op.e)
+    redis.call('XDEL', inbox, op.e)
   end
   res[i] = r
 end

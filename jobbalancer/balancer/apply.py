@@ -1,0 +1,76 @@
+"""Applying one pass's ops with ``dispatch.lua``: in chunks, fenced, and one bad entry isolated.
+
+A script that fails half-way keeps what it wrote before the failure. ``dispatch.lua`` acks an
+inbox entry only once its op is done, so after a failure the entries still in the inbox are
+exactly the ops not applied. If the failure is about one entry's data (its job key is not a hash:
+WRONGTYPE), retrying the same chunk would fail forever and block every job behind it; so the ops
+not applied are retried one by one, and an entry whose op still fails is dead-lettered with the
+reason. Any other refusal (FENCED, OOM, READONLY, ...) is about Redis or the lease: it propagates.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import redis
+
+from jobbalancer.balancer.plan import Op
+from jobbalancer.keys import Keys
+from jobbalancer.scripts import Scripts
+
+log = logging.getLogger("jobbalancer.balancer")
+
+DISPATCH_CHUNK = 1000  # ops per script call: bounds how long one call holds Redis
+
+
+def apply_ops(client: redis.Redis, scripts: Scripts, keys: Keys, token: str, ops: list[Op]) -> list[int]:
+    """Apply ``ops`` under ``token``; one result per op (1 applied, 0 skipped or dead-lettered).
+
+    Raises:
+        redis.ResponseError: FENCED when the lease is lost (the scripts wrote nothing), or any
+            refusal that is not about one entry's data.
+    """
+    results: list[int] = []
+    for start in range(0, len(ops), DISPATCH_CHUNK):
+        chunk = ops[start : start + DISPATCH_CHUNK]
+        try:
+            results += scripts.dispatch(keys.prefix, token, json.dumps(chunk))
+        except redis.ResponseError as exc:
+            if not _about_data(exc):
+                raise
+            log.error("dispatch failed on bad data (%s); applying the rest of the pass op by op", exc)
+            results += _apply_one_by_one(client, scripts, keys, token, chunk)
+    return results
+
+
+def _about_data(exc: redis.ResponseError) -> bool:
+    return "WRONGTYPE" in str(exc)
+
+
+def _apply_one_by_one(client: redis.Redis, scripts: Scripts, keys: Keys, token: str, ops: list[Op]) -> list[int]:
+    pipe = client.pipeline(transaction=False)
+    for op in ops:
+        pipe.xrange(keys.inbox, op.get("e") or "0-0", op.get("e") or "0-0", count=1)
+    present = [bool(rows) for rows in pipe.execute()]
+    # An entry gone from the inbox was applied (and acked) before the failure; an op without an
+    # entry (a waiting head) is safe to repeat: dispatch.lua skips a job that has moved on.
+    return [
+        _apply_alone(scripts, keys, token, op) if is_there or not op.get("e") else 1
+        for op, is_there in zip(ops, present, strict=True)
+    ]
+
+
+def _apply_alone(scripts: Scripts, keys: Keys, token: str, op: Op) -> int:
+    try:
+        return int(scripts.dispatch(keys.prefix, token, json.dumps([op]))[0])
+    except redis.ResponseError as exc:
+        if not _about_data(exc) or not op.get("e"):
+            raise
+        why = f"could not be placed: {exc}"
+        dead = {"o": "d", "e": op["e"], "why": why, "raw": json.dumps(op, sort_keys=True)}
+        if op.get("id"):
+            dead["id"] = op["id"]
+        scripts.dispatch(keys.prefix, token, json.dumps([dead]))
+        log.warning("inbox entry %s (job %s) dead-lettered: %s", op["e"], op.get("id"), why)
+        return 0

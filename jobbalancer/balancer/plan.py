@@ -1,0 +1,212 @@
+"""One pass's decisions, as pure functions: inbox entries and a worker snapshot in, dispatch ops out.
+
+The ops are the ones ``lua/dispatch.lua`` applies (its header is the reference):
+``a`` assign, ``w`` wait, ``r`` reject, ``d`` dead-letter, ``x`` drop.
+
+Order of service within a pass: realtime jobs first (they either start now or are rejected), then
+queue by queue in a rotating order. Within a queue the waiting heads and the new entries are merged
+by priority (highest first), waiting before new at equal priority, then by arrival; the first K get
+the K free slots of that queue's workers, and new entries beyond them wait.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+from jobbalancer.balancer.policies import JobView, WorkerView
+from jobbalancer.job import ID_PATTERN, PRIORITY_LIMIT, QUEUE_PATTERN
+
+Op = dict[str, str]
+Chooser = Callable[[JobView, Sequence[WorkerView]], WorkerView]
+WORKER_FIELDS = ("slots", "queues", "cpu", "mem", "load1", "state")
+DRAINING = "draining"
+_QUEUE_SPLIT = re.compile(r"[,\s]+")
+
+
+@dataclass(frozen=True)
+class Inbound:
+    """A well-formed job entry read from the inbox."""
+
+    entry: str
+    job: JobView
+    realtime: bool
+
+
+@dataclass(frozen=True)
+class Head:
+    """A job at the head of a waiting zset (member ``seq:id``, score -priority)."""
+
+    member: str
+    job: JobView
+
+    @property
+    def seq(self) -> str:
+        return self.member.partition(":")[0]
+
+
+def _problem(fields: Mapping[str, str]) -> str | None:
+    job_id = fields.get("id")
+    if not job_id or not ID_PATTERN.match(job_id):
+        return "inbox entry has no valid job id" if job_id else "inbox entry has no job id"
+    if not QUEUE_PATTERN.match(fields.get("queue", "")):
+        return f"queue {fields.get('queue')!r} is not a valid queue name"
+    try:
+        priority = int(fields.get("priority", "0"))
+    except ValueError:
+        priority = PRIORITY_LIMIT + 1
+    if abs(priority) > PRIORITY_LIMIT:
+        return f"priority {fields.get('priority')!r} is not an integer within ±{PRIORITY_LIMIT}"
+    if fields.get("realtime", "0") not in ("0", "1"):
+        return f"realtime {fields.get('realtime')!r} is not 0 or 1"
+    return None
+
+
+def parse_entry(entry: str, fields: Mapping[str, str] | None) -> Inbound | Op:
+    """An inbox entry as a job to place, or the op that disposes of it (tick, malformed)."""
+    if not fields or ("tick" in fields and "id" not in fields):
+        return {"o": "x", "e": entry}
+    problem = _problem(fields)
+    if problem is not None:
+        op = {"o": "d", "e": entry, "why": problem, "raw": json.dumps(dict(fields), sort_keys=True)}
+        if fields.get("id"):
+            op["id"] = fields["id"]
+        return op
+    job = JobView(fields["id"], fields["queue"], int(fields.get("priority", "0")))
+    return Inbound(entry, job, fields.get("realtime") == "1")
+
+
+def parse_head(queue: str, member: str, score: float) -> Head:
+    return Head(member, JobView(member.partition(":")[2], queue, int(-score)))
+
+
+def _int(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
+
+
+def _float(text: str | None) -> float:
+    try:
+        return float(text) if text else 0.0
+    except ValueError:
+        return 0.0
+
+
+def parse_queues(text: str | None) -> frozenset[str]:
+    """A worker's ``queues`` field: names separated by commas or spaces (a JSON list also works)."""
+    if not text:
+        return frozenset({"default"})
+    if text.startswith("["):
+        try:
+            names = json.loads(text)
+        except ValueError:
+            names = []
+        return frozenset(str(n) for n in names) if isinstance(names, list) else frozenset()
+    return frozenset(n for n in _QUEUE_SPLIT.split(text) if n)
+
+
+def worker_view(
+    name: str, fields: Sequence[str | None], outstanding: int, cap: int, prefetch: int
+) -> WorkerView | None:
+    """A worker's view from ``HMGET <p>:w:<name> WORKER_FIELDS``; None if it must get nothing.
+
+    A draining worker gets nothing; so does one whose hash is gone or has no usable ``slots``.
+    """
+    raw = dict(zip(WORKER_FIELDS, fields, strict=True))
+    slots = _int(raw["slots"])
+    if raw["state"] == DRAINING or slots is None or slots < 0:
+        return None
+    return WorkerView(
+        name=name,
+        slots=min(slots, cap) if cap > 0 else slots,
+        outstanding=outstanding,
+        cpu=_float(raw["cpu"]),
+        mem=_float(raw["mem"]),
+        load1=_float(raw["load1"]),
+        queues=parse_queues(raw["queues"]),
+        prefetch=prefetch,
+    )
+
+
+class Plan:
+    """The decisions of one pass, keeping the in-memory load current after each choice."""
+
+    def __init__(self, workers: Sequence[WorkerView], choose: Chooser) -> None:
+        self.workers = {w.name: w for w in workers}
+        self.ops: list[Op] = []
+        self._choose = choose
+
+    def candidates(self, queue: str, *, now: bool = False) -> list[WorkerView]:
+        """Workers serving ``queue`` that may take a job (``now``: that would start it at once)."""
+        return [w for w in self.workers.values() if queue in w.queues and (w.free_now if now else w.free) > 0]
+
+    def free(self, queue: str) -> int:
+        """How many jobs of ``queue`` can be placed now."""
+        return sum(w.free for w in self.candidates(queue))
+
+    def _assign(self, job: JobView, candidates: Sequence[WorkerView], source: Op) -> None:
+        chosen = self._choose(job, candidates)
+        self.workers[chosen.name] = replace(chosen, outstanding=chosen.outstanding + 1)
+        self.ops.append({"o": "a", "id": job.id, "w": chosen.name, **source})
+
+    def realtime(self, item: Inbound) -> None:
+        """Start it on a worker with a slot free now, or reject it."""
+        candidates = self.candidates(item.job.queue, now=True)
+        if candidates:
+            self._assign(item.job, candidates, {"e": item.entry})
+        else:
+            self.ops.append({"o": "r", "id": item.job.id, "e": item.entry})
+
+    def serve(self, queue: str, heads: Sequence[Head], fresh: Sequence[Inbound]) -> None:
+        """Give the queue's free slots to its best waiting and new jobs; the new rest wait."""
+        free = self.free(queue)
+        ranked: list[tuple[int, int, str | int, Head | Inbound]] = [
+            (-h.job.priority, 0, h.seq, h) for h in heads[:free]
+        ]
+        ranked += [(-item.job.priority, 1, n, item) for n, item in enumerate(fresh)]
+        ranked.sort(key=lambda row: row[:3])  # never reaches mixed types: waiting (0) vs new (1) differ first
+        for n, (*_, item) in enumerate(ranked):
+            if n < free:
+                source = {"m": item.member} if isinstance(item, Head) else {"e": item.entry}
+                self._assign(item.job, self.candidates(queue), source)
+            elif isinstance(item, Inbound):
+                self.ops.append({"o": "w", "id": item.job.id, "e": item.entry})
+
+
+def plan_pass(
+    entries: Sequence[tuple[str, Mapping[str, str] | None]],
+    workers: Sequence[WorkerView],
+    heads: Mapping[str, Sequence[Head]],
+    choose: Chooser,
+    turn: int = 0,
+) -> list[Op]:
+    """Every op of one pass.
+
+    Args:
+        entries: inbox entries read (or claimed) this pass, as ``(entry id, fields)``.
+        workers: the live workers that may get jobs.
+        heads: per queue with waiting jobs, its first waiting jobs (at least as many as it has
+            free slots); a queue listed here is served even without new entries.
+        choose: the policy's choice (the loop wraps it with a fallback).
+        turn: rotates the order queues are served in, so that no queue always comes last.
+    """
+    plan = Plan(workers, choose)
+    fresh: dict[str, list[Inbound]] = {}
+    for entry, fields in entries:
+        item = parse_entry(entry, fields)
+        if isinstance(item, dict):
+            plan.ops.append(item)
+        elif item.realtime:
+            plan.realtime(item)
+        else:
+            fresh.setdefault(item.job.queue, []).append(item)
+    queues = sorted(set(fresh) | set(heads))
+    if queues:
+        start = turn % len(queues)
+        for queue in queues[start:] + queues[:start]:
+            plan.serve(queue, heads.get(queue, ()), fresh.get(queue, ()))
+    return plan.ops

@@ -1,0 +1,86 @@
+"""Taking back what dead workers held, and the watchdog backstop; both on Redis's clock.
+
+A worker is dead when its score in ``<p>:workers`` (its last heartbeat, Redis ms) is older than
+``heartbeat_timeout``. ``release.lua`` (mode ``lost``) puts its jobs back among the waiting, fails
+the ones lost too often (poison limit) and unregisters it. A running job whose deadline passed
+``kill_grace + heartbeat_timeout`` ago was not ended by its worker, so ``overdue.lua`` records it as
+timed out and tells the worker to kill it.
+
+The fenced calls here take the leader's token: a FENCED reply propagates to the loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import redis
+
+from jobbalancer.config import Settings
+from jobbalancer.keys import Keys
+from jobbalancer.scripts import Scripts
+
+log = logging.getLogger("jobbalancer.balancer")
+
+
+def reclaim_dead_workers(
+    client: redis.Redis, scripts: Scripts, keys: Keys, token: str, now_ms: int, heartbeat_timeout_s: float
+) -> list[str]:
+    """Release every worker whose last heartbeat is older than the timeout; return their names."""
+    cutoff_ms = now_ms - int(heartbeat_timeout_s * 1000)
+    names: list[str] = client.zrangebyscore(keys.workers, "-inf", f"({cutoff_ms}")  # type: ignore[assignment]
+    for name in names:
+        requeued, failed, timed_out, cancelled = scripts.release(keys.prefix, token, name, "lost", "1")
+        log.warning(
+            "worker %s sent no heartbeat for over %ss: reclaimed its jobs "
+            "(%d re-queued, %d failed at the poison limit, %d timed out, %d cancelled)",
+            name,
+            heartbeat_timeout_s,
+            requeued,
+            failed,
+            timed_out,
+            cancelled,
+        )
+    return names
+
+
+def time_out_overdue(
+    client: redis.Redis, scripts: Scripts, keys: Keys, token: str, now_ms: int, settings: Settings
+) -> list[str]:
+    """Record running jobs long past their watchdog deadline as timed out; return their ids."""
+    cutoff_ms = now_ms - int((settings.kill_grace + settings.heartbeat_timeout) * 1000)
+    overdue: list[str] = client.zrangebyscore(keys.deadlines, "-inf", cutoff_ms)  # type: ignore[assignment]
+    done = []
+    for job_id in overdue:
+        if scripts.overdue(keys.prefix, token, job_id, cutoff_ms):
+            log.warning("job %s ran past its watchdog and its worker did not stop it: recorded as timed out", job_id)
+            done.append(job_id)
+    return done
+
+
+def drop_stale_head(client: redis.Redis, keys: Keys, queue: str, job_id: str, member: str) -> bool:
+    """Remove a waiting member whose job has moved on, so a stale head cannot block its queue.
+
+    The scripts keep the waiting sets in step with the records; this guards against a set edited
+    by hand or a record that vanished. Checked and removed under WATCH, so a member that became
+    live again meanwhile stays. Returns whether it was removed.
+    """
+    job_key, waiting = keys.job(job_id), keys.waiting(queue)
+    stale = False
+
+    def remove(pipe: Any) -> None:
+        nonlocal stale
+        status, wm = pipe.hmget(job_key, "status", "wm")
+        stale = not (status == "queued" and wm == member)
+        if not stale:
+            return
+        last = pipe.zcard(waiting) <= 1 and pipe.zscore(waiting, member) is not None
+        pipe.multi()
+        pipe.zrem(waiting, member)
+        if last:
+            pipe.srem(keys.waitq, queue)
+
+    client.transaction(remove, job_key, waiting)
+    if stale:
+        log.warning("dropped stale waiting member %s of queue %s (its job is not waiting)", member, queue)
+    return stale

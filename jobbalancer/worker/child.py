@@ -1,0 +1,173 @@
+"""A long-lived child process that runs call jobs for its worker, one at a time.
+
+Started by :mod:`jobbalancer.worker.run_call` as
+``python -m jobbalancer.worker.child <job_fd> <msg_fd> <worker_pid> <paths JSON>``. It reads one
+JSON line per job from ``job_fd`` (``{"t": "job", "id", "attempt", "func", "args", "kwargs"}``)
+and writes JSON lines to ``msg_fd``: ``{"t": "out", "fd": 1|2, "d": text}`` for output and one
+``{"t": "done", "ok": true, "result": ...}`` or ``{"t": "done", "ok": false, "error": ...}`` per
+job. JSON only, never pickle: nothing the worker reads can run code in it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import importlib
+import io
+import json
+import os
+import signal
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from typing import Any, TextIO
+
+PR_SET_PDEATHSIG = 1
+_FLUSH_CHARS = 8192
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Have the kernel SIGKILL this process when the worker dies (Linux; elsewhere a no-op)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        return
+    if os.getppid() != parent_pid:  # the worker died before the request was in place
+        os._exit(1)
+
+
+class Channel:
+    """The message pipe to the worker; user threads may print concurrently, hence the lock."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self._stream = stream
+        self._lock = threading.Lock()
+
+    def send_raw(self, line: str) -> None:
+        with self._lock:
+            self._stream.write(line + "\n")
+            self._stream.flush()
+
+    def send(self, message: dict[str, Any]) -> None:
+        self.send_raw(json.dumps(message))
+
+
+class JobStream(io.TextIOBase):
+    """``sys.stdout``/``sys.stderr`` while jobs run: line-buffered text sent to the worker."""
+
+    encoding = "utf-8"
+
+    def __init__(self, channel: Channel, fd: int) -> None:
+        super().__init__()
+        self._channel = channel
+        self._fd = fd
+        self._buf: list[str] = []
+        self._size = 0
+        self._lock = threading.Lock()
+
+    def writable(self) -> bool:
+        return True
+
+    def isatty(self) -> bool:
+        return False
+
+    def write(self, text: str) -> int:
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        with self._lock:
+            self._buf.append(text)
+            self._size += len(text)
+            full = "\n" in text or self._size >= _FLUSH_CHARS
+        if full:
+            self.flush()
+        return len(text)
+
+    def flush(self) -> None:
+        with self._lock:
+            text, self._buf, self._size = "".join(self._buf), [], 0
+        if text:
+            self._channel.send({"t": "out", "fd": self._fd, "d": text})
+
+
+class Runner:
+    """Resolves ``package.module:function`` paths (cached) and runs one job."""
+
+    def __init__(self, channel: Channel) -> None:
+        self._channel = channel
+        self._funcs: dict[str, Callable[..., Any]] = {}
+        self._streams = (JobStream(channel, 1), JobStream(channel, 2))
+
+    def resolve(self, path: str) -> Callable[..., Any]:
+        func = self._funcs.get(path)
+        if func is None:
+            module_name, _, qualname = path.partition(":")
+            if not module_name or not qualname:
+                raise ValueError(f"function {path!r} must be an import path like 'package.module:function'")
+            target: Any = importlib.import_module(module_name)
+            for part in qualname.split("."):
+                target = getattr(target, part)
+            if not callable(target):
+                raise TypeError(f"{path} is not callable")
+            func = self._funcs[path] = target
+        return func
+
+    def run(self, job: dict[str, Any]) -> None:
+        sys.stdout, sys.stderr = self._streams  # again for every job: the last one may have replaced them
+        os.environ["JB_JOB_ID"] = str(job.get("id", ""))
+        os.environ["JB_ATTEMPT"] = str(job.get("attempt", ""))
+        path = str(job.get("func", ""))
+        try:
+            func = self.resolve(path)
+        except (ImportError, AttributeError, ValueError, TypeError) as exc:
+            self._done_error(f"cannot import {path}: {type(exc).__name__}: {exc}")
+            return
+        except BaseException as exc:  # the module itself raised while being imported
+            self._done_error(f"cannot import {path}:\n{_format(exc)}")
+            return
+        try:
+            result = func(*job.get("args", []), **job.get("kwargs", {}))
+        except BaseException as exc:  # SystemExit and KeyboardInterrupt too: a job cannot end the child
+            self._done_error(_format(exc))
+            return
+        try:
+            encoded = json.dumps(result, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            self._done_error(f"result is not JSON-serialisable: {exc}")
+            return
+        self._flush_streams()
+        self._channel.send_raw('{"t": "done", "ok": true, "result": ' + encoded + "}")
+
+    def _done_error(self, error: str) -> None:
+        self._flush_streams()
+        self._channel.send({"t": "done", "ok": False, "error": error})
+
+    def _flush_streams(self) -> None:
+        for stream in self._streams:  # ours, even if the job replaced sys.stdout meanwhile
+            stream.flush()
+
+
+def _format(exc: BaseException) -> str:
+    """The traceback without this module's own frame."""
+    tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
+    return "".join(traceback.format_exception(type(exc), exc, tb))
+
+
+def main(argv: list[str]) -> None:
+    if len(argv) != 4:
+        sys.exit("usage: python -m jobbalancer.worker.child JOB_FD MSG_FD WORKER_PID PATHS_JSON (a worker starts it)")
+    job_fd, msg_fd, parent_pid, paths = int(argv[0]), int(argv[1]), int(argv[2]), json.loads(argv[3])
+    die_with_parent(parent_pid)
+    for fd in (job_fd, msg_fd):  # a process the job starts must not hold our pipes open
+        os.set_inheritable(fd, False)
+    sys.path[:0] = paths
+    runner = Runner(Channel(os.fdopen(msg_fd, "w", encoding="utf-8")))
+    with os.fdopen(job_fd, encoding="utf-8") as jobs:
+        for line in jobs:
+            runner.run(json.loads(line))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,75 @@
+"""The one way a job is killed (watchdog, cancel, shutdown): its whole process tree goes.
+
+Every job process leads its own session and process group (``start_new_session``), so the group
+catches everything it started that stayed in the group. A descendant that called ``setsid`` left
+the group; it is caught because the tree is remembered right before the first signal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import threading
+import time
+
+import psutil
+
+# How often the grace period looks again at remembered descendants: they are not our children,
+# so there is nothing to wait on but their presence.
+_POLL_S = 0.02
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    """Every live descendant of ``pid`` (empty when ``pid`` is gone)."""
+    try:
+        return psutil.Process(pid).children(recursive=True)
+    except psutil.Error:
+        return []
+
+
+def signal_group(pgid: int, sig: int) -> None:
+    """Send ``sig`` to a process group; a group that is already empty is fine."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, sig)
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
+def _left_group(process: psutil.Process, pgid: int) -> bool:
+    try:
+        return os.getpgid(process.pid) != pgid
+    except OSError:
+        return False
+
+
+def kill_tree(pid: int, grace_s: float, exited: threading.Event) -> None:
+    """Kill the process group led by ``pid`` and every process it had started.
+
+    SIGTERM first (the group, and remembered descendants that left it), then, once ``grace_s``
+    has passed or everything is gone, SIGKILL for the group and every remembered descendant.
+
+    Args:
+        pid: the job's process, leader of its own process group.
+        grace_s: seconds between SIGTERM and SIGKILL.
+        exited: set when ``pid`` has exited and been reaped (by whoever waits on it).
+    """
+    remembered = descendants(pid)
+    signal_group(pid, signal.SIGTERM)
+    for process in remembered:
+        if _left_group(process, pid):
+            with contextlib.suppress(psutil.Error):  # psutil checks the pid was not reused meanwhile
+                process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace_s
+    exited.wait(grace_s)
+    while any(_alive(p) for p in remembered) and time.monotonic() < deadline:
+        time.sleep(_POLL_S)
+    signal_group(pid, signal.SIGKILL)
+    for process in remembered:
+        with contextlib.suppress(psutil.Error):
+            process.kill()

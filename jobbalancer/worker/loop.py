@@ -1,0 +1,395 @@
+"""The worker: reads its own stream, runs up to ``concurrency`` jobs at once, records each outcome.
+
+The job's way through here: ``XREADGROUP`` (only as many entries as there are free slots) ->
+``start.lua`` (fenced: 0 means the job is no longer ours) -> a job thread runs the command or
+call -> ``complete.lua`` (fenced: 0 means a balancer re-ran the job meanwhile; nothing to do).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import signal
+import socket
+import threading
+import time
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+from types import FrameType
+
+import redis
+
+from jobbalancer.config import Settings
+from jobbalancer.connection import connect
+from jobbalancer.errors import InvalidJob, JobBalancerError, RedisUnavailable
+from jobbalancer.job import Kind, Spec
+from jobbalancer.keys import WORKER_GROUP, Keys
+from jobbalancer.scripts import Scripts
+from jobbalancer.worker.control import Blocking, Control, stream_entries
+from jobbalancer.worker.heartbeat import Heartbeat
+from jobbalancer.worker.run_call import CallPool, run_call
+from jobbalancer.worker.run_command import run_command
+from jobbalancer.worker.running import Assignment, Context, JobRun, Outcome, StopReason
+
+log = logging.getLogger("jobbalancer.worker")
+
+READ_BLOCK_MS = 1000
+MAX_BACKOFF_S = 5.0
+
+
+class WorkerError(JobBalancerError):
+    """The worker refuses to start: running as root without permission, or its name is in use."""
+
+
+def _refuse_root(allow_root: bool) -> None:
+    if os.geteuid() == 0 and not allow_root and os.environ.get("JB_ALLOW_ROOT") != "1":
+        raise WorkerError(
+            "refusing to run jobs as root: every job would run with full control of this machine. "
+            "Run the worker as an unprivileged user, or allow it explicitly with --allow-root "
+            "(Worker(allow_root=True)) or JB_ALLOW_ROOT=1."
+        )
+
+
+class Worker:
+    """A worker process's engine: one stream of assigned jobs, ``concurrency`` slots.
+
+    Args:
+        url: Redis URL.
+        prefix: key prefix.
+        name: unique worker name [default ``<hostname>-<pid>``]; reuse it to settle a previous run's jobs.
+        concurrency: slots: jobs run at once.
+        queues: queues this worker serves.
+        paths: directories put first on ``sys.path`` of the children that run call jobs.
+        heartbeat_s: seconds between heartbeats.
+        shutdown_timeout_s: how long a graceful stop lets running jobs finish before killing them.
+        allow_root: run even as root (also allowed by ``JB_ALLOW_ROOT=1``).
+
+    Raises:
+        WorkerError: running as root without permission, or a name that is not usable.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        prefix: str,
+        *,
+        name: str | None = None,
+        concurrency: int = os.cpu_count() or 2,
+        queues: Sequence[str] = ("default",),
+        paths: Sequence[str] = (),
+        heartbeat_s: float = 1.0,
+        shutdown_timeout_s: float = 30.0,
+        allow_root: bool = False,
+    ) -> None:
+        _refuse_root(allow_root)
+        self.name = name or f"{socket.gethostname()}-{os.getpid()}"
+        if any(ch.isspace() for ch in self.name) or not (concurrency >= 1 and heartbeat_s > 0 and queues):
+            raise WorkerError("a worker needs a name without spaces, concurrency >= 1, heartbeat > 0 and a queue")
+        self.url, self.prefix, self.concurrency = url, prefix, concurrency
+        self.shutdown_timeout_s = shutdown_timeout_s
+        self.registered = threading.Event()
+        self.keys = Keys(prefix)
+        self._client = connect(url, check=False)
+        self._scripts = Scripts(self._client)
+        self._cond = threading.Condition(threading.RLock())
+        self._running: dict[str, JobRun] = {}
+        self._busy = 0  # slots taken: jobs running plus entries being started
+        self._stopping = False  # take no new jobs
+        self._cold = False  # do not wait for running jobs
+        self._signals = 0
+        self._ran = False
+        self._reader: Blocking | None = None
+        facts = {"queues": ",".join(queues), "slots": str(concurrency), "started_at": f"{time.time():.6f}"}
+        self._heartbeat = Heartbeat(
+            self._scripts, prefix, self.name, facts, heartbeat_s, self._live_facts, self._on_reclaimed
+        )
+        self._control = Control(self._client, self.keys.worker_ctl(self.name), self._on_cancel)
+        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"jb-job-{self.name}")
+        self._calls = CallPool(os.getcwd(), paths)
+        self._ctx = Context(self._client, self._scripts, self.keys, self.name, self.settings)
+
+    def settings(self) -> Settings:
+        """The live cluster settings, as of the last heartbeat."""
+        return self._heartbeat.settings
+
+    def wait_registered(self, timeout: float | None = None) -> bool:
+        """Wait until the first heartbeat is in; True when it is."""
+        return self.registered.wait(timeout)
+
+    def run(self) -> None:
+        """Serve jobs until stopped; then drain, hand back what is left, unregister. Call once.
+
+        Raises:
+            WorkerError: a live worker already uses this name.
+            RedisUnavailable: Redis did not answer at start.
+        """
+        if self._ran:
+            raise WorkerError("Worker.run() can be called once; make a new Worker to run again")
+        self._ran = True
+        with contextlib.ExitStack() as stack:
+            stack.callback(self._client.close)
+            try:
+                self._refuse_live_name()
+                self._settle()
+                stack.callback(self._hand_back)
+                self._heartbeat.beat()
+                stack.callback(self._heartbeat.stop)
+                stack.callback(self._control.stop)
+                self._control.start()
+                self._reader = Blocking(self._client)
+                stack.callback(self._close_reader)
+                self._reader.refresh()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                raise RedisUnavailable(f"cannot reach Redis at {self.url}: {exc}") from None
+            self._heartbeat.start()
+            stack.callback(self._calls.close)
+            stack.callback(self._executor.shutdown)
+            stack.callback(self._drain)
+            self.registered.set()
+            log.info("worker %s: %d slots, ready", self.name, self.concurrency)
+            self._serve()
+
+    def stop(self, graceful: bool = True) -> None:
+        """Stop taking jobs. Graceful: running jobs get ``shutdown_timeout_s`` to finish; else killed now.
+
+        Thread-safe; returns at once (``run`` returns when the worker is done).
+        """
+        with self._cond:
+            self._stopping = True
+            self._cold = self._cold or not graceful
+            runs = list(self._running.values()) if self._cold else []
+            self._cond.notify_all()
+        for run in runs:
+            run.request_kill(StopReason.SHUTDOWN)
+        if self._reader is not None:
+            self._reader.unblock()
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: the first stops gracefully, a second one stops at once. Main thread only."""
+
+        def handle(signum: int, _frame: FrameType | None) -> None:
+            self._signals += 1
+            graceful = self._signals == 1
+            how = "gracefully (again to stop at once)" if graceful else "now, killing running jobs"
+            log.warning("worker %s: %s, stopping %s", self.name, signal.Signals(signum).name, how)
+            # stop() takes locks the interrupted code may hold; a thread of its own cannot deadlock on them.
+            threading.Thread(target=self.stop, args=(graceful,), name="jb-stop", daemon=True).start()
+
+        signal.signal(signal.SIGTERM, handle)
+        signal.signal(signal.SIGINT, handle)
+
+    # -- start and stop ------------------------------------------------------------------------
+
+    def _refuse_live_name(self) -> None:
+        pipe = self._client.pipeline(transaction=False)
+        pipe.zscore(self.keys.workers, self.name)
+        pipe.hmget(self.keys.worker(self.name), "host", "pid")
+        pipe.time()
+        pipe.hgetall(self.keys.config)
+        score, (host, pid), (secs, micros), config = pipe.execute()
+        if score is None:
+            return
+        age_s = (int(secs) * 1000 + int(micros) // 1000 - float(score)) / 1000
+        ours = (socket.gethostname(), str(os.getpid()))  # this process again (a restart in place) is fine
+        if age_s < Settings.from_hash(config).heartbeat_timeout and (host, pid) != ours:
+            raise WorkerError(
+                f"worker name {self.name!r} is in use: pid {pid} on {host} sent a heartbeat {age_s:.1f} s ago. "
+                "Choose another name, or stop that worker first."
+            )
+
+    def _settle(self) -> None:
+        """Take back what an earlier run under this name left in its stream, then open the stream."""
+        counts = self._scripts.release(self.prefix, "", self.name, "lost", "0")
+        if any(int(n) for n in counts):
+            requeued, failed, timed_out, cancelled = (int(n) for n in counts)
+            log.warning(
+                "worker %s: settled what its previous run left: %d re-queued, %d failed, %d timed out, %d cancelled",
+                *(self.name, requeued, failed, timed_out, cancelled),
+            )
+        self._create_group()
+
+    def _create_group(self) -> None:
+        try:
+            self._client.xgroup_create(self.keys.worker_jobs(self.name), WORKER_GROUP, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if not str(exc).startswith("BUSYGROUP"):
+                raise
+
+    def _drain(self) -> None:
+        """Let running jobs finish (graceful, up to the timeout), then kill the rest and wait for them."""
+        deadline = time.monotonic() + self.shutdown_timeout_s
+        with self._cond:
+            self._stopping = True  # also when run() ends by an error: the heartbeat says "draining"
+            while self._busy and not self._cold and time.monotonic() < deadline:
+                self._cond.wait(deadline - time.monotonic())
+            for run in self._running.values():
+                run.request_kill(StopReason.SHUTDOWN)
+            while self._busy:
+                self._cond.wait()
+
+    def _close_reader(self) -> None:
+        reader, self._reader = self._reader, None  # a late stop() must not reach a closed connection
+        if reader is not None:
+            reader.close()
+
+    def _hand_back(self) -> None:
+        try:
+            counts = self._scripts.release(self.prefix, "", self.name, "handback", "1")
+        except redis.RedisError as exc:
+            log.error("worker %s: could not hand back its jobs (%s); a balancer will reclaim them", self.name, exc)
+            return
+        log.info("worker %s stopped; handed back %d job(s)", self.name, int(counts[0]))
+
+    # -- taking jobs ---------------------------------------------------------------------------
+
+    def _serve(self) -> None:
+        unstarted: list[Assignment] = []  # read, slots taken, but start.lua's answer was lost
+        reopen, backoff = False, 0.0
+        try:
+            while True:
+                free = 0 if unstarted else self._wait_for_slots()
+                if self._stopping:
+                    return  # entries read but not started stay in the stream: they are handed back
+                try:
+                    if reopen:
+                        self._create_group()
+                        reopen = False
+                    if unstarted:
+                        self._start(unstarted, retry=True)
+                    else:
+                        unstarted = self._read(free)
+                        self._start(unstarted, retry=False)
+                    unstarted, backoff = [], 0.0
+                except redis.RedisError as exc:
+                    # NOGROUP: a balancer reclaimed this worker while it stalled and deleted its stream.
+                    reopen = isinstance(exc, redis.ResponseError) and str(exc).startswith("NOGROUP")
+                    backoff = self._back_off(exc, 0.0 if reopen else backoff)
+        finally:
+            self._free_slots(len(unstarted))
+
+    def _back_off(self, exc: redis.RedisError, backoff: float) -> float:
+        """Wait a little longer each time Redis fails (up to MAX_BACKOFF_S), or until a stop."""
+        backoff = min(MAX_BACKOFF_S, max(0.05, backoff * 2))
+        log.warning("worker %s: %s; reading again in %.2f s", self.name, exc, backoff)
+        with self._cond:
+            self._cond.wait_for(lambda: self._stopping, backoff)
+        assert self._reader is not None
+        self._reader.refresh()
+        return backoff
+
+    def _wait_for_slots(self) -> int:
+        with self._cond:
+            self._cond.wait_for(lambda: self._busy < self.concurrency or self._stopping)
+            return self.concurrency - self._busy
+
+    def _free_slots(self, n: int) -> None:
+        with self._cond:
+            self._busy -= n
+            self._cond.notify_all()
+
+    def _read(self, count: int) -> list[Assignment]:
+        """Read up to ``count`` new entries and take a slot for each."""
+        assert self._reader is not None
+        reply = self._reader.conn.xreadgroup(
+            WORKER_GROUP, self.name, {self.keys.worker_jobs(self.name): ">"}, count=count, block=READ_BLOCK_MS
+        )
+        batch = [Assignment.from_entry(entry, fields) for entry, fields in stream_entries(reply)]
+        with self._cond:
+            if self._stopping:
+                return []  # not started: the entries stay in the stream and are handed back
+            self._busy += len(batch)
+        return batch
+
+    def _start(self, batch: list[Assignment], retry: bool) -> None:
+        """start.lua for a batch in one round trip; launch those that are still ours.
+
+        On a retry the previous attempt may have run on the server with its answer lost: a job
+        already running for this worker at this attempt is launched without starting it again.
+        """
+        if not batch:
+            return
+        started: set[str] = set()
+        if retry:
+            pipe = self._client.pipeline(transaction=False)
+            for job in batch:
+                pipe.hmget(self.keys.job(job.id), "status", "worker", "attempts")
+            states = pipe.execute()
+            mine = {job.entry: ["running", self.name, job.attempt] for job in batch}
+            started = {job.entry for job, state in zip(batch, states, strict=True) if state == mine[job.entry]}
+        pipe = self._client.pipeline(transaction=False)
+        todo = [job for job in batch if job.entry not in started]
+        for job in todo:
+            self._scripts.start(self.prefix, self.name, job.id, job.attempt, job.entry, client=pipe)
+        answers = dict(zip((job.entry for job in todo), pipe.execute() if todo else [], strict=True))
+        for job in batch:
+            if job.entry in started or int(answers[job.entry]) == 1:
+                self._launch(job)
+            else:
+                log.info("job %s attempt %s: no longer ours (cancelled or taken back); skipped", job.id, job.attempt)
+                self._free_slots(1)
+
+    def _launch(self, job: Assignment) -> None:
+        run = JobRun(job)
+        with self._cond:
+            previous = self._running.get(job.id)
+            self._running[job.id] = run
+        if previous is not None:  # a newer attempt of a job still running here: the old one is stale
+            previous.request_kill(StopReason.SUPERSEDED)
+        self._executor.submit(self._execute, run, previous)
+
+    # -- running jobs --------------------------------------------------------------------------
+
+    def _execute(self, run: JobRun, previous: JobRun | None) -> None:
+        job = run.assignment
+        try:
+            if previous is not None:
+                previous.done.wait()
+                run.started = time.monotonic()
+            log.info("job %s attempt %s: started", job.id, job.attempt)
+            outcome = self._run(run)
+            if outcome is not None:
+                self._ctx.complete(job, outcome)
+            else:
+                log.info("job %s attempt %s: killed (%s), not recorded", job.id, job.attempt, run.kill_reason)
+        except Exception as exc:  # a bug here must fail the job, not the worker
+            log.exception("job %s attempt %s: the worker failed running it", job.id, job.attempt)
+            self._ctx.complete(job, Outcome.failed(f"worker error: {type(exc).__name__}: {exc}"))
+        finally:
+            with self._cond:
+                if self._running.get(job.id) is run:
+                    del self._running[job.id]
+                self._busy -= 1
+                self._cond.notify_all()
+            run.done.set()
+
+    def _run(self, run: JobRun) -> Outcome | None:
+        try:
+            spec = Spec.decode(run.assignment.kind, run.assignment.spec)
+        except InvalidJob as exc:
+            return Outcome.failed(f"invalid job: {exc}")
+        if spec.kind is Kind.COMMAND:
+            return run_command(run, spec, self._ctx)
+        return run_call(run, spec, self._ctx, self._calls)
+
+    # -- callbacks from the heartbeat and control threads --------------------------------------
+
+    def _live_facts(self) -> dict[str, str]:
+        return {"running": str(self._busy), "state": "draining" if self._stopping else "running"}
+
+    def _on_reclaimed(self) -> None:
+        with self._cond:
+            runs = list(self._running.values())
+        log.warning(
+            "worker %s: a balancer declared it dead and re-ran its jobs; killing its %d running job(s) here",
+            *(self.name, len(runs)),
+        )
+        for run in runs:
+            run.request_kill(StopReason.LOST)
+
+    def _on_cancel(self, job_id: str, attempt: str) -> None:
+        with self._cond:
+            run = self._running.get(job_id)
+        if run is not None and run.assignment.attempt == attempt:
+            log.info("job %s attempt %s: cancel requested", job_id, attempt)
+            run.request_kill(StopReason.CANCEL)

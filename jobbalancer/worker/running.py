@@ -1,0 +1,179 @@
+"""One job attempt on this worker: what it is, how it may be stopped, and how it ended."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+import redis
+
+from jobbalancer.config import Settings
+from jobbalancer.job import EXIT_CANCELLED, EXIT_TIMED_OUT, Status
+from jobbalancer.keys import Keys
+from jobbalancer.scripts import Scripts
+from jobbalancer.worker.output import Output
+
+log = logging.getLogger("jobbalancer.worker")
+
+COMPLETE_TRIES = 5  # with doubling pauses from 0.2 s: about 6 s of Redis being away
+
+
+class StopReason(StrEnum):
+    """Why a running job is killed. Only the first two are recorded; the others hand the job back."""
+
+    CANCEL = "cancel"
+    WATCHDOG = "watchdog"
+    LOST = "lost"  # a balancer declared this worker dead and re-ran its jobs
+    SHUTDOWN = "shutdown"  # the worker stops; release.lua hands the job back
+    SUPERSEDED = "superseded"  # a newer attempt of the same job arrived here
+
+
+@dataclass(frozen=True)
+class Assignment:
+    """One entry of the worker's stream: ``{id, attempt, kind, spec, watchdog}``."""
+
+    entry: str
+    id: str
+    attempt: str
+    kind: str
+    spec: str
+    watchdog_s: float | None
+
+    @classmethod
+    def from_entry(cls, entry: str, fields: Mapping[str, str]) -> Assignment:
+        try:
+            watchdog = float(fields.get("watchdog") or 0) or None
+        except ValueError:
+            watchdog = None
+        return cls(
+            entry=entry,
+            id=fields.get("id", ""),
+            attempt=fields.get("attempt", ""),
+            kind=fields.get("kind", ""),
+            spec=fields.get("spec", ""),
+            watchdog_s=watchdog,
+        )
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How an attempt ended, as complete.lua records it."""
+
+    status: Status
+    exit_code: int | None = None
+    error: str = ""
+    result: str = ""
+    stdout: str = ""
+    stderr: str = ""
+
+    @classmethod
+    def failed(cls, error: str, exit_code: int | None = None, out: Output | None = None) -> Outcome:
+        if out is None:
+            return cls(Status.FAILED, exit_code, error)
+        return cls(Status.FAILED, exit_code, error, stdout=out.stdout, stderr=out.stderr)
+
+
+@dataclass(frozen=True)
+class Context:
+    """What a runner needs from its worker, and the recording of an outcome."""
+
+    client: redis.Redis
+    scripts: Scripts
+    keys: Keys
+    worker: str
+    settings: Callable[[], Settings]
+
+    def output(self, job_id: str) -> Output:
+        return Output(self.client, self.keys.output(job_id), self.settings().output_cap)
+
+    def complete(self, job: Assignment, outcome: Outcome) -> None:
+        """Record an outcome with complete.lua; retried while Redis is unreachable, for a while."""
+        code = "" if outcome.exit_code is None else str(outcome.exit_code)
+        fields = (outcome.status.value, code, outcome.error, outcome.result, outcome.stdout, outcome.stderr)
+        delay = 0.2
+        for _ in range(COMPLETE_TRIES):
+            try:
+                answer = int(
+                    self.scripts.complete(self.keys.prefix, self.worker, job.id, job.attempt, job.entry, *fields)
+                )
+                break
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                log.warning("job %s: cannot record its outcome yet (%s)", job.id, exc)
+                time.sleep(delay)  # bounded, and the job's thread has nothing else to do
+                delay *= 2
+            except redis.RedisError as exc:
+                log.error("job %s attempt %s: recording its outcome failed: %s", job.id, job.attempt, exc)
+                return
+        else:
+            log.error(
+                "job %s attempt %s: outcome %s lost; the job re-runs when reclaimed",
+                *(job.id, job.attempt, outcome.status),
+            )
+            return
+        if answer == 0:
+            log.info("job %s attempt %s: fenced out (no longer this worker's); outcome dropped", job.id, job.attempt)
+        else:
+            what = "re-queued for a retry" if answer == 2 else outcome.status.value
+            log.info("job %s attempt %s: %s", job.id, job.attempt, what)
+
+
+class JobRun:
+    """A job attempt that holds a slot: its assignment, and a thread-safe way to ask for its end."""
+
+    def __init__(self, assignment: Assignment) -> None:
+        self.assignment = assignment
+        self.wake = threading.Event()  # set on anything the runner must look at: exit, kill request
+        self.done = threading.Event()  # set when its slot is free again
+        self.started = time.monotonic()
+        self._reason: StopReason | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def kill_reason(self) -> StopReason | None:
+        return self._reason
+
+    def request_kill(self, reason: StopReason) -> None:
+        """Ask the runner to kill the job; the first reason given is the one that counts."""
+        with self._lock:
+            if self._reason is None:
+                self._reason = reason
+        self.wake.set()
+
+
+def supervise(run: JobRun, ended: threading.Event, kill: Callable[[], None]) -> StopReason | None:
+    """Wait until the job ends by itself, its watchdog expires or a kill is asked for.
+
+    ``ended`` must be set, and ``run.wake`` with it, when the job ends by itself. On a kill this
+    calls ``kill`` and waits for ``ended``.
+
+    Returns:
+        Why the job was killed, or None when it ended by itself.
+    """
+    watchdog = run.assignment.watchdog_s
+    deadline = None if watchdog is None else run.started + watchdog
+    while True:
+        run.wake.clear()  # cleared before the checks so that no wake-up in between is lost
+        if ended.is_set():
+            return None
+        if deadline is not None and time.monotonic() >= deadline:
+            run.request_kill(StopReason.WATCHDOG)
+        reason = run.kill_reason
+        if reason is not None:
+            kill()
+            ended.wait()
+            return reason
+        run.wake.wait(None if deadline is None else max(0.0, deadline - time.monotonic()))
+
+
+def killed_outcome(run: JobRun, reason: StopReason, out: Output) -> Outcome | None:
+    """The outcome of a killed job, or None when it is not ours to record (it is handed back)."""
+    if reason is StopReason.WATCHDOG:
+        error = f"watchdog: killed after {run.assignment.watchdog_s:g} s"
+        return Outcome(Status.TIMED_OUT, EXIT_TIMED_OUT, error, stdout=out.stdout, stderr=out.stderr)
+    if reason is StopReason.CANCEL:
+        return Outcome(Status.CANCELLED, EXIT_CANCELLED, "cancelled", stdout=out.stdout, stderr=out.stderr)
+    return None
