@@ -157,7 +157,7 @@ class Client:
         return Job(self, job_id)
 
     def record(self, job_id: str) -> Record:
-        raw = self.redis.hgetall(self.keys.job(job_id))
+        raw: Any = self.redis.hgetall(self.keys.job(job_id))  # decoded replies: dict[str, str]
         if not raw:
             raise NoSuchJob(job_id)
         return Record.from_hash(job_id, raw)
@@ -209,7 +209,8 @@ class Client:
         if record.finished:
             return Output(record.stdout, record.stderr)
         parts: dict[int, list[str]] = {1: [], 2: []}
-        for _entry_id, fields in self.redis.xrange(self.keys.output(job_id)):
+        entries: Any = self.redis.xrange(self.keys.output(job_id))
+        for _entry_id, fields in entries:
             if "fd" in fields:
                 parts.setdefault(int(fields["fd"]), []).append(fields.get("data", ""))
         return Output("".join(parts[1]), "".join(parts[2]))
@@ -234,7 +235,7 @@ class Client:
         return str(marker), record
 
     def _read_output(self, job_id: str, after: str, block_ms: int) -> list[tuple[str, dict[str, str]]]:
-        reply = self.redis.xread({self.keys.output(job_id): after}, block=max(1, block_ms), count=1000)
+        reply: Any = self.redis.xread({self.keys.output(job_id): after}, block=max(1, block_ms), count=1000)
         return list(reply[0][1]) if reply else []
 
     def jobs(self, status: Status | str | None = None, limit: int = 50) -> list[Record]:
@@ -243,7 +244,7 @@ class Client:
         found: list[Record] = []
         start, page = 0, max(limit, 200)
         while len(found) < limit:
-            ids = self.redis.zrevrange(self.keys.jobs, start, start + page - 1)
+            ids: Any = self.redis.zrevrange(self.keys.jobs, start, start + page - 1)
             if not ids:
                 break
             start += page
@@ -291,7 +292,8 @@ class Client:
     # -- cluster ------------------------------------------------------------------------------
 
     def settings(self) -> Settings:
-        return Settings.from_hash(self.redis.hgetall(self.keys.config))
+        raw: Any = self.redis.hgetall(self.keys.config)
+        return Settings.from_hash(raw)
 
     def set_setting(self, name: str, value: str, policy_check: Callable[[str], object] | None = None) -> Settings:
         """Validate and store one live setting; the balancer and workers pick it up within a second."""
@@ -301,10 +303,11 @@ class Client:
 
     def workers(self) -> list[dict[str, Any]]:
         """Every registered worker with its facts, load and heartbeat age (Redis's clock)."""
-        seconds, micros = self.redis.time()
+        clock: Any = self.redis.time()
+        seconds, micros = clock
         now_ms = seconds * 1000 + micros // 1000
         timeout_s = self.settings().heartbeat_timeout
-        names = self.redis.zrange(self.keys.workers, 0, -1, withscores=True)
+        names: Any = self.redis.zrange(self.keys.workers, 0, -1, withscores=True)
         pipe = self.redis.pipeline(transaction=False)
         for name, _score in names:
             pipe.hgetall(self.keys.worker(name))
