@@ -27,6 +27,7 @@ from jobbalancer.job import Kind, Spec
 from jobbalancer.keys import WORKER_GROUP, Keys
 from jobbalancer.scripts import Scripts
 from jobbalancer.worker.control import Blocking, Control, stream_entries
+from jobbalancer.worker.guardian import Guardian
 from jobbalancer.worker.heartbeat import Heartbeat
 from jobbalancer.worker.run_call import CallPool, run_call
 from jobbalancer.worker.run_command import run_command
@@ -106,8 +107,9 @@ class Worker:
         )
         self._control = Control(self._client, self.keys.worker_ctl(self.name), self._on_cancel)
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"jb-job-{self.name}")
-        self._calls = CallPool(os.getcwd(), paths)
-        self._ctx = Context(self._client, self._scripts, self.keys, self.name, self.settings)
+        self._guardian = Guardian()
+        self._calls = CallPool(os.getcwd(), paths, self._guardian)
+        self._ctx = Context(self._client, self._scripts, self.keys, self.name, self.settings, self._guardian)
 
     def settings(self) -> Settings:
         """The live cluster settings, as of the last heartbeat."""
@@ -129,6 +131,8 @@ class Worker:
         self._ran = True
         with contextlib.ExitStack() as stack:
             stack.callback(self._client.close)
+            self._guardian.start()
+            stack.callback(self._guardian.close)
             try:
                 self._refuse_live_name()
                 self._settle()

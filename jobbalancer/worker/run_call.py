@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from jobbalancer.job import Spec, Status
+from jobbalancer.worker.guardian import Guardian
 from jobbalancer.worker.kill import kill_tree, signal_group
 from jobbalancer.worker.output import Output, utf8_safe
 from jobbalancer.worker.running import Context, JobRun, Outcome, killed_outcome, supervise
@@ -141,7 +142,8 @@ class Child:
 class CallPool:
     """Idle children waiting for the next call job; started lazily, reused, replaced when killed."""
 
-    def __init__(self, cwd: str, paths: Sequence[str]) -> None:
+    def __init__(self, cwd: str, paths: Sequence[str], guardian: Guardian) -> None:
+        self._guardian = guardian
         self._cwd = cwd
         self._paths = [os.path.abspath(p) for p in paths] + [cwd]
         self._idle: list[Child] = []
@@ -160,6 +162,7 @@ class CallPool:
                     return child
                 self._live.discard(child)
         child = Child(self._cwd, self._paths)
+        self._guardian.watch(child.pid)
         with self._lock:
             self._live.add(child)
         return child
@@ -173,6 +176,7 @@ class CallPool:
 
     def discard(self, child: Child) -> None:
         child.close()
+        self._guardian.forget(child.pid)
         with self._lock:
             self._live.discard(child)
 
@@ -184,6 +188,7 @@ class CallPool:
             self._live.clear()
         for child in children:
             child.close()
+            self._guardian.forget(child.pid)
 
 
 def run_call(run: JobRun, spec: Spec, ctx: Context, pool: CallPool) -> Outcome | None:

@@ -46,12 +46,14 @@ def run_command(run: JobRun, spec: Spec, ctx: Context) -> Outcome | None:
     except (OSError, subprocess.SubprocessError) as exc:
         return Outcome.failed(f"cannot start command: {exc}")
     assert proc.stdout is not None and proc.stderr is not None
+    ctx.guardian.watch(proc.pid)
     exited = threading.Event()
     readers = [_start(_pump, proc.stdout, 1, out), _start(_pump, proc.stderr, 2, out)]
     _start(_reap, proc, exited, run.wake)
     reason = supervise(run, exited, lambda: kill_tree(proc.pid, ctx.settings().kill_grace, exited))
     # A job is its process tree: whatever the command left running in its group goes with it.
     signal_group(proc.pid, signal.SIGKILL)
+    ctx.guardian.forget(proc.pid)
     for reader in readers:
         reader.join(DRAIN_S)
     out.close()

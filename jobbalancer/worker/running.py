@@ -15,6 +15,7 @@ from jobbalancer.config import Settings
 from jobbalancer.job import EXIT_CANCELLED, EXIT_TIMED_OUT, Status
 from jobbalancer.keys import Keys
 from jobbalancer.scripts import Scripts
+from jobbalancer.worker.guardian import Guardian
 from jobbalancer.worker.output import Output
 
 log = logging.getLogger("jobbalancer.worker")
@@ -86,6 +87,7 @@ class Context:
     keys: Keys
     worker: str
     settings: Callable[[], Settings]
+    guardian: Guardian
 
     def output(self, job_id: str) -> Output:
         return Output(self.client, self.keys.output(job_id), self.settings().output_cap)

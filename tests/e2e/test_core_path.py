@@ -116,6 +116,24 @@ def test_worker_killed_mid_job_its_job_finishes_elsewhere(cluster: Cluster, tmp_
     assert [line.split()[0] for line in ledger.read_text().splitlines()] == ["1", "2"]
 
 
+def test_a_killed_workers_job_processes_die_with_it(cluster: Cluster, tmp_path: Path) -> None:
+    cluster.balancer()
+    victim = cluster.worker("w1", 2)
+    pids = tmp_path / "pids"
+    tree = f"sleep 1000 & echo $! >> {pids}; (sleep 1000 & echo $! >> {pids}); echo $$ >> {pids}; sleep 1000"
+    escaper = f"setsid sh -c 'echo $$ >> {pids}; sleep 1000' & sleep 1000"
+    jobs = [cluster.client.submit(tree), cluster.client.submit(escaper)]
+    wait_for(lambda: all(j.status() is Status.RUNNING for j in jobs), 15, what="both jobs running")
+    wait_for(lambda: pids.exists() and len(pids.read_text().split()) == 4, 5, what="every job process started")
+    victim.send_signal(signal.SIGKILL)
+    started = [int(pid) for pid in pids.read_text().split()]
+
+    def all_gone() -> bool:
+        return not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != "zombie" for pid in started)
+
+    wait_for(all_gone, 2.5, what="the job processes of the killed worker to die with it")
+
+
 def test_second_balancer_takes_over(cluster: Cluster) -> None:
     first = cluster.balancer("b1")
     cluster.worker("w1")

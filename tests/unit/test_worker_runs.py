@@ -17,6 +17,7 @@ from jobbalancer.config import Settings
 from jobbalancer.job import Spec, Status
 from jobbalancer.keys import Keys
 from jobbalancer.scripts import Scripts
+from jobbalancer.worker.guardian import Guardian
 from jobbalancer.worker.kill import kill_tree
 from jobbalancer.worker.run_call import CallPool, run_call
 from jobbalancer.worker.running import Assignment, Context, JobRun, StopReason, supervise
@@ -61,14 +62,14 @@ def pool(tmp_path: Path) -> Iterator[CallPool]:
     (tmp_path / "unit_tasks.py").write_text(
         "import os, sys\ndef pid():\n    print('pid', end='')\n    return os.getpid()\ndef leave():\n    os._exit(3)\n"
     )
-    calls = CallPool(str(tmp_path), [str(tmp_path)])
+    calls = CallPool(str(tmp_path), [str(tmp_path)], Guardian())  # not started: watches nothing
     yield calls
     calls.close()
 
 
 def call(pool: CallPool, func: str) -> tuple[Status, str, str, str]:
     client = fakeredis.FakeRedis(decode_responses=True)
-    ctx = Context(client, Scripts(client), Keys("t"), "w1", settings=Settings)
+    ctx = Context(client, Scripts(client), Keys("t"), "w1", settings=Settings, guardian=Guardian())
     outcome = run_call(job_run(), Spec.for_call(func), ctx, pool)
     assert outcome is not None
     return outcome.status, outcome.result, outcome.error, outcome.stdout

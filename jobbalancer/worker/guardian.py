@@ -1,0 +1,130 @@
+"""The guardian: a sidecar process that kills a worker's jobs when the worker dies, however it dies.
+
+A job leads its own session, so nothing ties it to the worker: SIGKILL the worker and its jobs
+would run on while a balancer re-runs them elsewhere. The guardian holds the read end of a pipe
+whose only write end is in the worker. The worker writes ``+<pgid>`` when a job process (or a
+call child) starts and ``-<pgid>`` when it is gone. End of file means the worker is gone: the
+guardian kills every group still listed and every descendant of their leaders, including those
+that left the group with ``setsid``; it also looks twice a second while jobs run, so a process
+whose parent has already exited (a double fork) is caught too. Then it exits.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import psutil
+
+log = logging.getLogger("jobbalancer.worker")
+
+LOOK_EVERY_S = 0.5
+
+
+class Guardian:
+    """The worker's side: starts the sidecar and tells it which process groups are jobs."""
+
+    def __init__(self) -> None:
+        self.proc: subprocess.Popen[bytes] | None = None
+        self._write_fd: int | None = None
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        read_fd, write_fd = os.pipe()  # both ends close-on-exec: no job inherits the write end
+        try:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "jobbalancer.worker.guardian", str(read_fd)],
+                stdin=subprocess.DEVNULL,
+                pass_fds=(read_fd,),
+                start_new_session=True,  # a Ctrl-C for the worker's terminal is not for the guardian
+            )
+        except BaseException:
+            os.close(write_fd)
+            raise
+        finally:
+            os.close(read_fd)
+        self._write_fd = write_fd
+
+    def watch(self, pgid: int) -> None:
+        self._send(f"+{pgid}\n")
+
+    def forget(self, pgid: int) -> None:
+        self._send(f"-{pgid}\n")
+
+    def _send(self, line: str) -> None:
+        with self._lock:
+            if self._write_fd is None:
+                return
+            try:
+                os.write(self._write_fd, line.encode())
+            except OSError as exc:
+                log.warning("the job guardian is gone (%s); jobs would outlive a killed worker", exc)
+
+    def close(self) -> None:
+        """Close the pipe (the guardian kills what is still listed) and wait for it to exit."""
+        with self._lock:
+            if self._write_fd is not None:
+                os.close(self._write_fd)
+                self._write_fd = None
+        if self.proc is None:
+            return
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+
+
+def _remember(groups: dict[int, dict[int, psutil.Process]]) -> None:
+    for pgid, seen in groups.items():
+        with contextlib.suppress(psutil.Error):
+            for child in psutil.Process(pgid).children(recursive=True):
+                seen.setdefault(child.pid, child)
+
+
+def _kill_all(groups: dict[int, dict[int, psutil.Process]]) -> None:
+    for pgid, seen in groups.items():
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+        for process in seen.values():
+            with contextlib.suppress(psutil.Error):  # psutil refuses a pid that was reused meanwhile
+                process.kill()
+
+
+def guard(read_fd: int) -> None:
+    """Follow the worker's messages until end of file, then kill every group still listed."""
+    groups: dict[int, dict[int, psutil.Process]] = {}
+    pending = b""
+    next_look = time.monotonic()
+    with selectors.DefaultSelector() as selector:
+        selector.register(read_fd, selectors.EVENT_READ)
+        while True:
+            timeout = max(0.0, next_look - time.monotonic()) if groups else None
+            if selector.select(timeout):
+                data = os.read(read_fd, 65536)
+                if not data:
+                    break
+                *lines, pending = (pending + data).split(b"\n")
+                for line in lines:
+                    pgid = int(line[1:])
+                    if line.startswith(b"+"):
+                        groups[pgid] = {}
+                    else:
+                        groups.pop(pgid, None)
+            if groups and time.monotonic() >= next_look:
+                _remember(groups)
+                next_look = time.monotonic() + LOOK_EVERY_S
+    _remember(groups)  # the job leaders outlive the worker: their trees are still whole now
+    _kill_all(groups)
+
+
+if __name__ == "__main__":
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    guard(int(sys.argv[1]))
