@@ -187,3 +187,22 @@ def test_timed_out_call_via_python_api(running: Cluster) -> None:
         running.client.enqueue_call("tasks:sleep", args=(30,), watchdog=0.5).result(timeout=20)
     assert caught.value.record.exit_code == 124
     assert running.client.enqueue("tasks:echo", {"still": "works"}).result(timeout=20) == {"still": "works"}
+
+
+def test_workers_with_balancer_need_no_balancer_process(cluster: Cluster) -> None:
+    cluster.worker("w1", 1, "--with-balancer")
+    cluster.worker("w2", 1, "--with-balancer")
+    job = cluster.client.submit("echo balanced in-process")
+    assert job.result(timeout=30) == "balanced in-process\n"
+    leader = cluster.client.redis.get(f"{cluster.prefix}:leader")
+    assert leader.split(":", 1)[1].startswith(("w1-balancer", "w2-balancer"))
+
+
+def test_finished_records_expire_after_the_result_ttl(running: Cluster) -> None:
+    running.client.set_setting("result_ttl", "3600")
+    job = running.client.submit("echo kept for an hour")
+    job.wait(20)
+    assert 3590 <= running.client.redis.ttl(f"{running.prefix}:job:{job.id}") <= 3600
+    waiting = running.client.submit("sleep 30")
+    assert running.client.redis.ttl(f"{running.prefix}:job:{waiting.id}") == -1  # unfinished: kept
+    waiting.cancel()
