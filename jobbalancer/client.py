@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -12,6 +13,7 @@ import redis
 from jobbalancer.config import Settings, key_prefix, redis_url
 from jobbalancer.connection import connect
 from jobbalancer.errors import (
+    InvalidJob,
     JobCancelled,
     JobFailed,
     JobRejected,
@@ -20,8 +22,9 @@ from jobbalancer.errors import (
     NoSuchJob,
     WaitTimeout,
 )
-from jobbalancer.job import TERMINAL, Kind, Options, Record, Spec, Status, new_id, record_fields
+from jobbalancer.job import TERMINAL, Kind, Options, Record, Spec, Status, check_submitted, new_id, submit_argv
 from jobbalancer.keys import Keys
+from jobbalancer.schedule import When, file_job, make_when
 from jobbalancer.scripts import Scripts
 
 FOLLOW_BLOCK_MS = 1000
@@ -99,11 +102,14 @@ class Client:
         prefix: key prefix; defaults to ``JB_PREFIX``, then ``jb``.
     """
 
-    def __init__(self, url: str | None = None, prefix: str | None = None) -> None:
+    def __init__(
+        self, url: str | None = None, prefix: str | None = None, *, connection: redis.Redis | None = None
+    ) -> None:
         self.url = redis_url(url)
         self.prefix = key_prefix(prefix)
         self.keys = Keys(self.prefix)
-        self.redis: redis.Redis = connect(self.url)
+        # ``connection``: an open client that decodes replies (jobbalancer.compat shares rq's server this way)
+        self.redis: redis.Redis = connect(self.url) if connection is None else connection
         self.scripts = Scripts(self.redis)
 
     def close(self) -> None:
@@ -112,10 +118,20 @@ class Client:
     # -- producing ----------------------------------------------------------------------------
 
     def submit(
-        self, command: str, *, cwd: str | None = None, env: Mapping[str, str] | None = None, **options: Any
+        self,
+        command: str,
+        *,
+        cwd: str | None = None,
+        env: Mapping[str, str] | None = None,
+        **options: Any,
     ) -> Job:
-        """Submit a shell command (run with ``/bin/sh -c``); options as in :class:`Options`."""
-        return self.submit_spec(Spec.for_command(command, cwd, env), make_options(**options))
+        """Submit a shell command (run with ``/bin/sh -c``); options as in :func:`make_options`.
+
+        Options ``delay`` (seconds or a timedelta), ``at`` (a datetime, naive meaning local time,
+        or epoch seconds) or ``cron`` (an expression) schedule it, through rq-scheduler: it is
+        ``scheduled`` until due, then runs under the same id (a cron job's runs: ``<id>@<epoch s>``).
+        """
+        return self.submit_spec(Spec.for_command(command, cwd, env), *split_options(options))
 
     def enqueue(self, func: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
         """Enqueue a call of ``func`` (a callable or ``package.module:function``) with default options."""
@@ -128,10 +144,18 @@ class Client:
         kwargs: Mapping[str, Any] | None = None,
         **options: Any,
     ) -> Job:
-        """Enqueue a call with options (watchdog, queue, ...) kept apart from the function's kwargs."""
-        return self.submit_spec(Spec.for_call(func, tuple(args), kwargs), make_options(**options))
+        """Enqueue a call with options (watchdog, queue, ...) kept apart from the function's kwargs.
 
-    def submit_spec(self, spec: Spec, options: Options) -> Job:
+        ``delay``, ``at`` and ``cron`` schedule it, as in :meth:`submit`.
+        """
+        return self.submit_spec(Spec.for_call(func, tuple(args), kwargs), *split_options(options))
+
+    def submit_spec(self, spec: Spec, options: Options, when: When | None = None) -> Job:
+        """Submit one job; with ``when``, file it with rq-scheduler as ``scheduled`` instead."""
+        if when is not None:
+            job_id = options.id or new_id()
+            file_job(self.redis, self.scripts, self.prefix, job_id, spec, options.validated(), when)
+            return Job(self, job_id)
         return self.submit_many([(spec, options)])[0]
 
     def submit_many(self, items: Iterable[tuple[Spec, Options]]) -> list[Job]:
@@ -140,15 +164,10 @@ class Client:
         pipe = self.redis.pipeline(transaction=False)
         for spec, options in items:
             job_id = options.id or new_id()
-            fields = record_fields(spec, options.validated())
-            self.scripts.submit(
-                self.prefix,
-                job_id,
-                *(fields[name] for name in ("kind", "spec", "queue", "priority", "retries", "watchdog", "realtime")),
-                client=pipe,
-            )
+            self.scripts.submit(self.prefix, *submit_argv(job_id, spec, options), client=pipe)
             jobs.append(Job(self, job_id))
-        pipe.execute()
+        for job, reply in zip(jobs, self.scripts.execute(pipe), strict=True):
+            check_submitted(job.id, reply)  # an unknown dependency: that one job was refused, the rest stand
         return jobs
 
     # -- reading ------------------------------------------------------------------------------
@@ -241,28 +260,89 @@ class Client:
     def jobs(self, status: Status | str | None = None, limit: int = 50) -> list[Record]:
         """The most recent jobs, newest first, optionally of one status."""
         wanted = Status(status) if status else None
+        return self.jobs_page(limit, match=None if wanted is None else lambda record: record.status is wanted)[0]
+
+    def jobs_page(
+        self,
+        limit: int = 50,
+        cursor: str | None = None,
+        match: Callable[[Record], bool] | None = None,
+        scan: int | None = None,
+    ) -> tuple[list[Record], str | None]:
+        """One page of jobs, newest first, that ``match`` accepts, and the cursor of the next page.
+
+        The cursor (``<created_at>:<id>`` of the last index entry looked at) stays valid while new
+        jobs arrive; None means the index is exhausted. ``scan`` bounds the index entries one call
+        looks at, so a sparse filter returns a short page and a cursor to go on from.
+
+        Raises:
+            InvalidJob: a cursor this method did not make.
+        """
+        high, last = parse_cursor(cursor)
         found: list[Record] = []
-        start, page = 0, max(limit, 200)
-        while len(found) < limit:
-            ids: Any = self.redis.zrevrange(self.keys.jobs, start, start + page - 1)
-            if not ids:
-                break
-            start += page
+        looked, batch_size = 0, 200 if match else limit + 8
+        while True:
+            top = "+inf" if high == math.inf else repr(high)
+            batch: Any = self.redis.zrevrangebyscore(self.keys.jobs, top, "-inf", 0, batch_size, withscores=True)
+            # Equal scores come in reverse id order: those at the cursor's score with ids >= its id were seen.
+            fresh = [(job_id, score) for job_id, score in batch if not (score == high and job_id >= last)]
             pipe = self.redis.pipeline(transaction=False)
-            for job_id in ids:
+            for job_id, _score in fresh:
                 pipe.hgetall(self.keys.job(job_id))
             expired = []
-            for job_id, raw in zip(ids, pipe.execute(), strict=True):
-                if not raw:
+            for (job_id, score), raw in zip(fresh, pipe.execute() if fresh else [], strict=True):
+                high, last, looked = score, job_id, looked + 1
+                record = Record.from_hash(job_id, raw) if raw else None
+                if record is None:
                     expired.append(job_id)
-                    continue
-                record = Record.from_hash(job_id, raw)
-                if wanted is None or record.status is wanted:
+                elif match is None or match(record):
                     found.append(record)
+                if len(found) >= limit or (scan is not None and looked >= scan):
+                    break
             if expired:  # the record's TTL ran out: drop it from the index too
                 self.redis.zrem(self.keys.jobs, *expired)
-                start -= len(expired)
-        return found[:limit]
+            if len(found) >= limit or (scan is not None and looked >= scan):
+                return found, f"{high!r}:{last}"
+            if not fresh or len(batch) < batch_size:
+                return found, None
+
+    def job_counts(self) -> dict[tuple[str, str], int]:
+        """How many job records there are per (status, queue), over the whole index."""
+        counts: dict[tuple[str, str], int] = {}
+        start, ids = 0, ["-"]
+        while ids:
+            ids = self._index_slice(start, 1000)
+            start += 1000
+            pipe = self.redis.pipeline(transaction=False)
+            for job_id in ids:
+                pipe.hmget(self.keys.job(job_id), "status", "queue")
+            for status, queue in pipe.execute():
+                if status is not None:
+                    counts[(status, queue or "")] = counts.get((status, queue or ""), 0) + 1
+        return counts
+
+    def _index_slice(self, start: int, count: int) -> list[str]:
+        ids: Any = self.redis.zrange(self.keys.jobs, start, start + count - 1)
+        return list(ids)
+
+    def waiting(self) -> dict[str, int]:
+        """Jobs waiting for a free slot, per queue."""
+        queues: Any = sorted(self.redis.smembers(self.keys.waitq))
+        pipe = self.redis.pipeline(transaction=False)
+        for queue in queues:
+            pipe.zcard(self.keys.waiting(queue))
+        return dict(zip(queues, pipe.execute() if queues else [], strict=True))
+
+    def events(self, after: str, block_ms: int | None = None, count: int = 500) -> list[tuple[str, dict[str, str]]]:
+        """Job state changes (``id``, ``status``, ``worker``) after stream id ``after``, waiting up to ``block_ms``."""
+        reply: Any = self.redis.xread({self.keys.events: after}, count=count, block=block_ms)
+        return [(str(entry), dict(fields)) for _key, entries in reply or [] for entry, fields in entries]
+
+    def recent_events(self, count: int = 100, job_id: str | None = None) -> list[tuple[str, dict[str, str]]]:
+        """The latest ``count`` events, oldest first; of one job, among the last 10,000 events."""
+        entries: Any = self.redis.xrevrange(self.keys.events, count=10_000 if job_id else count)
+        mine = [(str(entry), dict(fields)) for entry, fields in entries if job_id is None or fields.get("id") == job_id]
+        return mine[:count][::-1]
 
     # -- acting on jobs -----------------------------------------------------------------------
 
@@ -316,6 +396,30 @@ class Client:
             for (name, score), raw in zip(names, pipe.execute(), strict=True)
         ]
 
+    def drain(self, worker: str, drain: bool = True) -> bool:
+        """Tell a worker to take no new jobs (``drain=False``: to take them again); False if it is not registered.
+
+        The worker finishes what it holds and shows state ``draining``, which the balancer skips.
+        """
+        if self.redis.zscore(self.keys.workers, worker) is None:
+            return False
+        self.redis.xadd(self.keys.worker_ctl(worker), {"op": "drain" if drain else "resume"}, maxlen=1000)
+        return True
+
+
+def parse_cursor(cursor: str | None) -> tuple[float, str]:
+    """The (created_at, id) a :meth:`Client.jobs_page` cursor points at; (inf, '') for the first page."""
+    if not cursor:
+        return math.inf, ""
+    score, sep, job_id = cursor.partition(":")
+    try:
+        high = float(score)
+    except ValueError:
+        high = math.nan
+    if not sep or not job_id or not math.isfinite(high):
+        raise InvalidJob(f"cursor {cursor!r} is not one the job list returned")
+    return high, job_id
+
 
 def make_options(
     *,
@@ -325,8 +429,29 @@ def make_options(
     retries: int = 0,
     id: str | None = None,  # noqa: A002 - the option is called id everywhere (CLI, API, record)
     priority: int = 0,
+    depends_on: str | Job | Iterable[str | Job] = (),
+    after_any: bool = False,
 ) -> Options:
-    return Options(watchdog_s=watchdog, realtime=realtime, queue=queue, retries=retries, priority=priority, id=id)
+    """Options from keyword arguments. ``depends_on``: job ids (or ``Job`` handles) to run after,
+    once all have succeeded; with ``after_any``, once all have finished however they ended."""
+    deps = [depends_on] if isinstance(depends_on, str | Job) else list(depends_on)
+    return Options(
+        watchdog_s=watchdog,
+        realtime=realtime,
+        queue=queue,
+        retries=retries,
+        priority=priority,
+        id=id,
+        depends_on=tuple(dep.id if isinstance(dep, Job) else dep for dep in deps),
+        after_any=after_any,
+    )
+
+
+def split_options(options: Mapping[str, Any]) -> tuple[Options, When | None]:
+    """``submit``'s keyword options: the job's :class:`Options`, and when to run it if scheduled."""
+    rest = dict(options)
+    when = make_when(rest.pop("delay", None), rest.pop("at", None), rest.pop("cron", None))
+    return make_options(**rest), when
 
 
 def _record_chunks(record: Record) -> Iterator[Chunk]:

@@ -29,6 +29,7 @@ PRIORITY_LIMIT = 1_000_000
 
 
 class Status(StrEnum):
+    SCHEDULED = "scheduled"
     QUEUED = "queued"
     ASSIGNED = "assigned"
     RUNNING = "running"
@@ -57,6 +58,8 @@ class Options:
     retries: int = 0
     priority: int = 0
     id: str | None = None
+    depends_on: tuple[str, ...] = ()
+    after_any: bool = False
 
     def validated(self) -> Options:
         if self.watchdog_s is not None and not (math.isfinite(self.watchdog_s) and self.watchdog_s > 0):
@@ -69,6 +72,13 @@ class Options:
             raise InvalidJob(f"priority must be an integer within ±{PRIORITY_LIMIT}, got {self.priority!r}")
         if self.id is not None and not ID_PATTERN.match(self.id):
             raise InvalidJob(f"id {self.id!r} is not valid (1-128 of letters, digits and ._:@+-)")
+        for dep in self.depends_on:
+            if not isinstance(dep, str) or not ID_PATTERN.match(dep):
+                raise InvalidJob(f"dependency id {dep!r} is not a valid job id")
+            if dep == self.id:
+                raise InvalidJob(f"job {dep} cannot depend on itself (a dependency cycle)")
+        if self.after_any and not self.depends_on:
+            raise InvalidJob("after_any needs depends_on: the jobs to run after")
         return self
 
 
@@ -165,6 +175,35 @@ def record_fields(spec: Spec, options: Options) -> dict[str, str]:
     }
 
 
+SUBMIT_FIELDS = ("kind", "spec", "queue", "priority", "retries", "watchdog", "realtime")
+
+
+def submit_argv(job_id: str, spec: Spec, options: Options, extra: Mapping[str, Any] | None = None) -> list[str]:
+    """The ARGV of ``submit.lua`` after the prefix: the id, the record fields, and its optional JSON extra."""
+    fields = record_fields(spec, options.validated())
+    argv = [job_id, *(fields[name] for name in SUBMIT_FIELDS)]
+    more = dict(extra or {})
+    if options.depends_on:
+        more["deps"] = list(dict.fromkeys(options.depends_on))
+        more["after"] = "any" if options.after_any else "all"
+    if more:
+        argv.append(json.dumps(more, separators=(",", ":")))
+    return argv
+
+
+def check_submitted(job_id: str, reply: Any) -> bool:
+    """Read ``submit.lua``'s reply: True when created, False when the id existed; raise when refused."""
+    if isinstance(reply, bytes):
+        reply = reply.decode()
+    if isinstance(reply, str) and reply.startswith("unknown "):
+        dep = reply.split(" ", 1)[1]
+        raise InvalidJob(f"job {job_id} depends on {dep!r}, which does not exist (never submitted, deleted or expired)")
+    if isinstance(reply, str) and reply.startswith("cycle "):
+        dep = reply.split(" ", 1)[1]
+        raise InvalidJob(f"job {job_id} cannot depend on {dep!r}: {dep} waits for {job_id} (a dependency cycle)")
+    return bool(reply == 1)
+
+
 def _float(value: str | None) -> float | None:
     return float(value) if value else None
 
@@ -196,6 +235,10 @@ class Record:
     result: Any
     stdout: str
     stderr: str
+    depends_on: tuple[str, ...] = ()
+    after: str | None = None
+    due_at: float | None = None
+    schedule: str | None = None
 
     @property
     def finished(self) -> bool:
@@ -229,6 +272,10 @@ class Record:
             result=json.loads(result_text) if result_text else None,
             stdout=raw.get("stdout", ""),
             stderr=raw.get("stderr", ""),
+            depends_on=tuple(raw.get("depends_on", "").split()),
+            after=raw.get("after") or None,
+            due_at=_float(raw.get("due_at")),
+            schedule=raw.get("schedule") or None,
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -253,6 +300,14 @@ class Record:
             "stdout": self.stdout,
             "stderr": self.stderr,
         }
+        # Present only for jobs that use them, so other records read as before.
+        optional = {
+            "depends_on": list(self.depends_on),
+            "after": self.after,
+            "due_at": self.due_at,
+            "schedule": self.schedule,
+        }
+        out.update({name: value for name, value in optional.items() if value})
         if self.kind == Kind.CALL:
             out["result"] = self.result
         return out

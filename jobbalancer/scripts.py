@@ -6,12 +6,13 @@ of each ``.lua`` file.
 
 from __future__ import annotations
 
+import hashlib
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import redis
-from redis.commands.core import AsyncScript, Script
+from redis.exceptions import NoScriptError
 
 from jobbalancer.config import Settings
 
@@ -19,6 +20,7 @@ NAMES = (
     "submit",
     "dispatch",
     "start",
+    "take",
     "complete",
     "release",
     "cancel",
@@ -27,6 +29,7 @@ NAMES = (
     "delete",
     "heartbeat",
     "lease",
+    "due",
 )
 
 
@@ -45,18 +48,57 @@ def source(name: str) -> str:
 
 
 class Scripts:
-    """Every script registered on one Redis client; call as ``scripts.submit(prefix, ...)``."""
+    """Every script, bound to one Redis client; call as ``scripts.submit(prefix, ...)``.
+
+    Scripts are called by ``EVALSHA``. In a pipeline (``client=pipe``) that skips redis-py's
+    ``SCRIPT EXISTS`` round trip before every execution; run such pipelines with
+    :meth:`execute`, which loads the scripts and repeats only the failed calls when Redis answers
+    ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``). A direct call does the same by itself.
+    """
 
     def __init__(self, client: redis.Redis) -> None:
-        self._scripts: dict[str, Script | AsyncScript] = {name: client.register_script(source(name)) for name in NAMES}
+        self._client = client
+        self._shas = {name: hashlib.sha1(source(name).encode()).hexdigest() for name in NAMES}
+
+    def load(self) -> None:
+        """Load every script into Redis (idempotent)."""
+        pipe = self._client.pipeline(transaction=False)
+        for name in NAMES:
+            pipe.script_load(source(name))
+        pipe.execute()
 
     def __getattr__(self, name: str) -> Any:
         try:
-            script = self._scripts[name]
+            sha = self._shas[name]
         except KeyError:
             raise AttributeError(name) from None
 
         def call(*args: Any, client: Any = None) -> Any:
-            return script(keys=[], args=list(args), client=client)
+            if client is not None:  # a pipeline: run it with execute()
+                return client.evalsha(sha, 0, *args)
+            try:
+                return self._client.evalsha(sha, 0, *args)
+            except NoScriptError:
+                self.load()
+                return self._client.evalsha(sha, 0, *args)
 
         return call
+
+    def execute(self, pipe: redis.client.Pipeline, raise_on_error: bool = True) -> list[Any]:
+        """``pipe.execute()``, loading the scripts and repeating just the calls Redis did not know."""
+        stack = list(pipe.command_stack)
+        results = pipe.execute(raise_on_error=False)
+        missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
+        if missing:
+            self.load()
+            again = self._client.pipeline(transaction=False)
+            for i in missing:
+                args, options = stack[i]
+                again.execute_command(*args, **options)
+            for i, result in zip(missing, again.execute(raise_on_error=False), strict=True):
+                results[i] = result
+        if raise_on_error:
+            for result in results:
+                if isinstance(result, Exception):
+                    raise result
+        return list(results)

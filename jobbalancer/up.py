@@ -6,7 +6,10 @@ stops the workers (a graceful drain), the balancer, and last the Redis it starte
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
+import secrets
 import signal
 import socket
 import subprocess
@@ -25,6 +28,7 @@ log = logging.getLogger("jobbalancer.up")
 
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "0.0.0.0"}
 RESTART_BACKOFF_S = (1.0, 2.0, 5.0, 10.0)
+WEB_MODULES = ("fastapi", "uvicorn", "prometheus_client")  # the web extra: `jb up` starts `jb web` only with it
 
 
 class UpError(JobBalancerError):
@@ -37,12 +41,13 @@ class Child:
 
     label: str
     argv: list[str]
+    env: dict[str, str] | None = None  # None: this process's environment
     process: subprocess.Popen[bytes] | None = None
     restarts: int = 0
     next_start: float = 0.0
 
     def start(self) -> None:
-        self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, start_new_session=True)
+        self.process = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL, start_new_session=True, env=self.env)
         log.info("started %s (pid %d)", self.label, self.process.pid)
 
     def check(self, now: float) -> None:
@@ -82,6 +87,8 @@ class Cluster:
     policy: str | None = None
     paths: Sequence[str] = ()
     allow_root: bool = False
+    web_port: int | None = 8080  # None: no dashboard
+    web_host: str = "127.0.0.1"
     data_dir: Path = field(default_factory=default_data_dir)
     shutdown_timeout_s: float = 30.0
     redis: EmbeddedRedis | None = None
@@ -106,7 +113,23 @@ class Cluster:
             if self.allow_root:
                 argv.append("--allow-root")
             children.append(Child(f"worker {host}-{index}", argv))
-        return children
+        web = self.web_child()
+        return children if web is None else [*children, web]
+
+    def web_child(self) -> Child | None:
+        """``jb web``, if wanted and the web extra is installed; one token for all its restarts, via its environment."""
+        if self.web_port is None:
+            return None
+        if not all(importlib.util.find_spec(name) for name in WEB_MODULES):
+            log.info("no dashboard: the web extra is not installed (pip install 'jobbalancer[web]')")
+            return None
+        argv = [*self.base_argv(), "web", "--host", self.web_host, "--port", str(self.web_port)]
+        if self.allow_root:
+            argv.append("--allow-root")
+        token = os.environ.get("JB_WEB_TOKEN") or secrets.token_urlsafe(24)
+        shown = "from JB_WEB_TOKEN" if os.environ.get("JB_WEB_TOKEN") else token
+        log.info("dashboard: http://%s:%d/  token: %s", self.web_host, self.web_port, shown)
+        return Child("web", argv, {**os.environ, "JB_WEB_TOKEN": token})
 
     def ensure_redis(self) -> None:
         if answers(self.url):

@@ -27,7 +27,7 @@ from jobbalancer.balancer.apply import apply_ops
 from jobbalancer.balancer.lease import DEFAULT_LEASE_MS, Lease
 from jobbalancer.balancer.plan import WORKER_FIELDS, Head, Op, parse_head, plan_pass, worker_view
 from jobbalancer.balancer.policies import JobView, LeastLoaded, Policy, WorkerView, check_policy, load_policy
-from jobbalancer.balancer.reclaim import drop_stale_head, reclaim_dead_workers, time_out_overdue
+from jobbalancer.balancer.reclaim import Liveness, drop_stale_head, reclaim_dead_workers, time_out_overdue
 from jobbalancer.config import Settings
 from jobbalancer.connection import connect
 from jobbalancer.errors import InvalidSetting
@@ -110,6 +110,7 @@ class Balancer:
         self._maintained_ms = 0
         self._bad_settings: set[tuple[str, str]] = set()
         self._outage_pause: float | None = None
+        self._liveness = Liveness()  # no reclaim right after an outage: heartbeats could not land
         self.leading = threading.Event()
         """Set while this balancer leads; tests and embedders can wait on it."""
         self.passes = 0
@@ -304,7 +305,8 @@ class Balancer:
 
     def _maintain(self, now_ms: int) -> None:
         token, settings = self._token(), self._settings
-        reclaim_dead_workers(self._client, self._scripts, self.keys, token, now_ms, settings.heartbeat_timeout)
+        timeout_s = settings.heartbeat_timeout
+        reclaim_dead_workers(self._client, self._scripts, self.keys, token, now_ms, timeout_s, self._liveness)
         time_out_overdue(self._client, self._scripts, self.keys, token, now_ms, settings)
 
     def _apply_config(self, raw: Mapping[str, str]) -> None:
@@ -360,6 +362,7 @@ class Balancer:
         if self._outage_pause is None:
             log.warning("Redis at %s is unavailable (%s); retrying", self._describe_url(), exc)
             self._outage_pause = BACKOFF_FIRST_S
+        self._liveness.outage()
         self._recover = True  # a dispatch may not have been applied: re-claim what we read
         self._stop.wait(self._outage_pause)
         self._outage_pause = min(self._outage_pause * 2, BACKOFF_MAX_S)

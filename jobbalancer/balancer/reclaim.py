@@ -6,6 +6,10 @@ the ones lost too often (poison limit) and unregisters it. A running job whose d
 ``kill_grace + heartbeat_timeout`` ago was not ended by its worker, so ``overdue.lua`` records it as
 timed out and tells the worker to kill it.
 
+Heartbeat ages are trusted only while the balancer has been seeing Redis steadily (``Liveness``):
+no heartbeat can land while Redis is down or frozen, so right after an outage every worker looks
+as silent as the outage was long.
+
 The fenced calls here take the leader's token: a FENCED reply propagates to the loop.
 """
 
@@ -23,10 +27,53 @@ from jobbalancer.scripts import Scripts
 log = logging.getLogger("jobbalancer.balancer")
 
 
+GAP_MIN_MS = 1000  # a pause between two looks at Redis shorter than this is never an outage
+
+
+class Liveness:
+    """Whether heartbeat ages can be trusted now, i.e. whether a silent worker is really dead.
+
+    After the balancer lost Redis (an error), or saw Redis's clock jump between two looks by more
+    than half the heartbeat timeout (Redis or the balancer was frozen), it waits one heartbeat
+    timeout before it declares any worker dead: time for every live worker to beat again.
+    """
+
+    def __init__(self) -> None:
+        self._last_ms: int | None = None
+        self._trust_from_ms = 0
+        self._outage = False
+
+    def outage(self) -> None:
+        """Redis did not answer: start a grace when it answers again."""
+        self._outage = True
+
+    def trusted(self, now_ms: int, heartbeat_timeout_s: float) -> bool:
+        """Note a look at Redis at ``now_ms`` (its clock); return whether ages may be trusted now."""
+        timeout_ms = int(heartbeat_timeout_s * 1000)
+        gap = self._last_ms is not None and now_ms - self._last_ms > max(GAP_MIN_MS, timeout_ms // 2)
+        if self._outage or gap:
+            self._outage = False
+            self._trust_from_ms = now_ms + timeout_ms
+            log.info("heartbeat ages are not trusted for %ss: Redis was away or frozen", heartbeat_timeout_s)
+        self._last_ms = now_ms
+        return now_ms >= self._trust_from_ms
+
+
 def reclaim_dead_workers(
-    client: redis.Redis, scripts: Scripts, keys: Keys, token: str, now_ms: int, heartbeat_timeout_s: float
+    client: redis.Redis,
+    scripts: Scripts,
+    keys: Keys,
+    token: str,
+    now_ms: int,
+    heartbeat_timeout_s: float,
+    liveness: Liveness | None = None,
 ) -> list[str]:
-    """Release every worker whose last heartbeat is older than the timeout; return their names."""
+    """Release every worker whose last heartbeat is older than the timeout; return their names.
+
+    With ``liveness``, nobody is released while it does not trust heartbeat ages.
+    """
+    if liveness is not None and not liveness.trusted(now_ms, heartbeat_timeout_s):
+        return []
     cutoff_ms = now_ms - int(heartbeat_timeout_s * 1000)
     names: list[str] = client.zrangebyscore(keys.workers, "-inf", f"({cutoff_ms}")  # type: ignore[assignment]
     for name in names:

@@ -5,9 +5,12 @@ from __future__ import annotations
 import click
 
 from jobbalancer.cli.base import Main
+from jobbalancer.cli.bench import bench
 from jobbalancer.cli.jobs import cancel, delete, jobs, logs, restart, result, status, submit
 from jobbalancer.cli.procs import balancer, up, worker
+from jobbalancer.cli.schedule import schedule, scheduler
 from jobbalancer.cli.settings import config
+from jobbalancer.cli.web import web
 from jobbalancer.cli.workers import workers
 from jobbalancer.config import DEFAULT_PREFIX, DEFAULT_URL
 
@@ -22,7 +25,25 @@ def main(ctx: click.Context, url: str, prefix: str) -> None:
     ctx.obj = Main.context_object(url, prefix)
 
 
-for command in (submit, status, result, logs, cancel, restart, delete, jobs, workers, config, up, worker, balancer):
+for command in (
+    submit,
+    status,
+    result,
+    logs,
+    cancel,
+    restart,
+    delete,
+    jobs,
+    workers,
+    config,
+    up,
+    worker,
+    balancer,
+    bench,
+    web,
+    schedule,
+    scheduler,
+):
     main.add_command(command)
 
 __all__ = ["main"]

@@ -11,6 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from jobbalancer.cli.base import echo_json, fail, pass_client
+from jobbalancer.cli.schedule import later_kwargs, later_options
 from jobbalancer.client import Client
 from jobbalancer.errors import InvalidJob
 from jobbalancer.job import Kind, Record, Status
@@ -47,6 +48,7 @@ def stream_output(client: Client, job_id: str) -> Record:
 @click.option("--env", "env_pairs", multiple=True, metavar="K=V", help="Environment variable (repeatable).")
 @click.option("--wait", is_flag=True, help="Stream the output and exit with the job's exit code.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON.")
+@later_options
 @click.pass_context
 def submit(
     ctx: click.Context,
@@ -61,6 +63,11 @@ def submit(
     env_pairs: tuple[str, ...],
     wait: bool,
     as_json: bool,
+    after: tuple[str, ...],
+    after_any: bool,
+    delay: str | None,
+    at: str | None,
+    cron: str | None,
 ) -> None:
     """Submit a shell COMMAND; prints the job id."""
     client = pass_client(ctx)
@@ -74,6 +81,7 @@ def submit(
         retries=retries,
         id=job_id,
         priority=priority,
+        **later_kwargs(after, after_any, delay, at, cron),
     )
     if not wait:
         echo_json(job.info()) if as_json else click.echo(job.id)

@@ -12,6 +12,7 @@ import click
 
 from jobbalancer.balancer import Balancer
 from jobbalancer.cli.base import CliContext, setup_logging
+from jobbalancer.cli.schedule import start_scheduler
 from jobbalancer.up import Cluster
 from jobbalancer.worker import Worker
 
@@ -28,7 +29,9 @@ def _context(ctx: click.Context) -> CliContext:
 @click.option("--policy", help="Balancing policy (see `jb config`).")
 @click.option("--path", "paths", multiple=True, metavar="DIR", help="Put DIR on the workers' sys.path (repeatable).")
 @click.option("--data-dir", type=click.Path(path_type=Path), help="Embedded Redis data [default: .jobbalancer].")
-@click.option("--allow-root", is_flag=True, help="Let workers run as root.")
+@click.option("--allow-root", is_flag=True, help="Let workers (and the dashboard) run as root.")
+@click.option("--web-port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Dashboard port.")
+@click.option("--no-web", is_flag=True, help="Do not start the dashboard (`jb web`).")
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_context
 def up(
@@ -39,12 +42,15 @@ def up(
     paths: tuple[str, ...],
     data_dir: Path | None,
     allow_root: bool,
+    web_port: int,
+    no_web: bool,
     verbose: bool,
 ) -> None:
-    """Run a cluster here: Redis (embedded if none answers), a balancer and workers."""
+    """Run a cluster here: Redis (embedded if none answers), a balancer, workers and the dashboard."""
     setup_logging(verbose)
     obj = _context(ctx)
-    cluster = Cluster(obj.url, obj.prefix, n_workers, concurrency, policy, paths, allow_root)
+    web = None if no_web else web_port
+    cluster = Cluster(obj.url, obj.prefix, n_workers, concurrency, policy, paths, allow_root, web_port=web)
     if data_dir is not None:
         cluster.data_dir = data_dir
     ctx.exit(cluster.run())
@@ -104,10 +110,18 @@ def worker(
 @click.option("--policy", help="round-robin, least-loaded, cpu, random, p2c, or package.module:Class.")
 @click.option("--heartbeat-timeout", type=float, metavar="S", help="Seconds of silence after which a worker is dead.")
 @click.option("--name", help="Balancer name [default: <host>-<pid>].")
+@click.option("--scheduler", "with_scheduler", is_flag=True, help="While leading, also run rq-scheduler's loop.")
+@click.option("--scheduler-interval", type=click.FloatRange(0.05, 3600), default=1.0, show_default=True, metavar="S")
 @click.option("-v", "--verbose", is_flag=True)
 @click.pass_context
 def balancer(
-    ctx: click.Context, policy: str | None, heartbeat_timeout: float | None, name: str | None, verbose: bool
+    ctx: click.Context,
+    policy: str | None,
+    heartbeat_timeout: float | None,
+    name: str | None,
+    with_scheduler: bool,
+    scheduler_interval: float,
+    verbose: bool,
 ) -> None:
     """Run a balancer: the leader places jobs on workers, the others stand by."""
     setup_logging(verbose)
@@ -119,4 +133,11 @@ def balancer(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    the_balancer.run()
+    stop_scheduler = None
+    if with_scheduler:
+        stop_scheduler = start_scheduler(obj.url, obj.prefix, scheduler_interval, the_balancer.leading)
+    try:
+        the_balancer.run()
+    finally:
+        if stop_scheduler is not None:
+            stop_scheduler()

@@ -81,22 +81,81 @@ local function requeue(id)
   tick_if_waiting()
 end
 
--- Record a terminal status with extra field/value pairs; start the record's TTL; wake waiters.
+-- Dependencies (see submit.lua): a job submitted with depends_on stays queued but in no inbox or
+-- waiting set while <p>:job:<id>:deps holds the ids it still waits for; each of those names it
+-- in its <p>:job:<dep>:dependents. Both jobs carry linked=1, so finish() settles only them.
+-- When a dependency finishes, a dependent drops it and enters the inbox once none is left; a
+-- dependency that did not succeed cancels the dependent instead (after=any: it runs anyway).
+-- That cancel finishes the dependent, which settles its own dependents: the work list keeps the
+-- cascade a loop, not a recursion, so a chain of any length fits in one script.
+local settling = nil
+local function settle_dependents(id, status, finish_fn)
+  redis.call('DEL', jobkey(id) .. ':deps')
+  if settling then
+    settling[#settling + 1] = {id, status}
+    return
+  end
+  settling = {{id, status}}
+  local i = 1
+  while i <= #settling do
+    local pid, pst = settling[i][1], settling[i][2]
+    local dk = jobkey(pid) .. ':dependents'
+    for _, d in ipairs(redis.call('SMEMBERS', dk)) do
+      local djk = jobkey(d)
+      local st, after, q, prio, rt = unpack(redis.call('HMGET', djk, 'status', 'after', 'queue', 'priority', 'realtime'))
+      if st == 'queued' and redis.call('SREM', djk .. ':deps', pid) == 1 then
+        if pst ~= 'succeeded' and after ~= 'any' then
+          -- name the first job that failed, not the chain of cancels it caused
+          local why = redis.call('HGET', jobkey(pid), 'error') or ''
+          if string.sub(why, 1, 11) ~= 'dependency ' then why = 'dependency ' .. pid .. ' ' .. pst end
+          finish_fn(d, 'cancelled', 'exit_code', 130, 'error', why)
+        elseif redis.call('SCARD', djk .. ':deps') == 0 then
+          redis.call('XADD', P .. ':inbox', '*', 'id', d, 'queue', q, 'priority', prio, 'realtime', rt)
+        end
+      end
+    end
+    redis.call('DEL', dk)
+    i = i + 1
+  end
+  settling = nil
+end
+
+-- Record a terminal status with extra field/value pairs; start the record's TTL (the job's own
+-- result_ttl if it has one, -1 meaning keep it); wake waiters; settle its dependents.
 local function finish(id, status, ...)
   local jk = jobkey(id)
   local _, secs = clock()
-  local ttl = setting('result_ttl')
-  local worker = redis.call('HGET', jk, 'worker')
+  local worker, own_ttl, linked = unpack(redis.call('HMGET', jk, 'worker', 'result_ttl', 'linked'))
+  local ttl = tonumber(own_ttl) or setting('result_ttl')
   redis.call('HSET', jk, 'status', status, 'finished_at', secs, ...)
   redis.call('HDEL', jk, 'wm', 'entry', 'cancel', 'seq')
-  redis.call('EXPIRE', jk, ttl)
+  if ttl >= 0 then redis.call('EXPIRE', jk, ttl) end
   redis.call('ZREM', P .. ':deadlines', id)
   local out = jk .. ':out'
   if redis.call('EXISTS', out) == 1 then
     redis.call('XADD', out, '*', 'end', status)
-    redis.call('EXPIRE', out, ttl)
+    if ttl >= 0 then redis.call('EXPIRE', out, ttl) end
   end
   event(id, status, worker)
+  if linked then settle_dependents(id, status, finish) end
+end
+
+-- A worker starts a job read from its stream, if the job is still its own at that attempt
+-- (not cancelled, not taken back); otherwise the entry is dropped. Returns true to run it.
+local function start_job(me, id, attempt, entry)
+  local jk = jobkey(id)
+  local st, w, att, wd = unpack(redis.call('HMGET', jk, 'status', 'worker', 'attempts', 'watchdog'))
+  if st == 'assigned' and w == me and att == attempt then
+    local ms, secs = clock()
+    redis.call('HSET', jk, 'status', 'running', 'started_at', secs)
+    if wd and wd ~= '' then
+      redis.call('ZADD', P .. ':deadlines', ms + math.floor(tonumber(wd) * 1000), id)
+    end
+    event(id, 'running', me)
+    return true
+  end
+  drop_entry(me, entry)
+  return false
 end
 
 local TERMINAL = {succeeded = true, failed = true, timed_out = true, cancelled = true, rejected = true}

@@ -1,14 +1,70 @@
 -- Create a job and hand it to the balancers. Idempotent on the id: an existing job is left as it is.
--- ARGV: prefix, id, kind, spec, queue, priority, retries, watchdog, realtime
--- Returns 1 when created, 0 when the id already existed.
+-- ARGV: prefix, id, kind, spec, queue, priority, retries, watchdog, realtime[, extra]
+-- extra, optional, a JSON object with any of:
+--   fields = {name = value}   more record fields (result_ttl, meta, schedule, ...)
+--   due_at = "<epoch s>"      the job is 'scheduled': only due.lua moves it on (rq-scheduler calls it)
+--   deps = [id, ...], after = "all" | "any"   wait for those jobs first (settle_dependents, _lib.lua)
+-- Returns 1 when created, 0 when the id already existed, or (creating nothing) 'unknown <dep>' when
+-- a dependency has no record, 'cycle <dep>' when an existing job is resubmitted with a dependency
+-- that waits for it. A new job cannot close a cycle: its dependencies must exist before it does.
 local id = ARGV[2]
 local jk = jobkey(id)
-if redis.call('EXISTS', jk) == 1 then return 0 end
+local extra = ARGV[10] and cjson.decode(ARGV[10]) or {}
+local deps = extra.deps or {}
+if redis.call('EXISTS', jk) == 1 then
+  local wanted = {}
+  for _, d in ipairs(deps) do wanted[d] = true end
+  local seen, todo, i = {[id] = true}, {id}, 1
+  while #deps > 0 and i <= #todo do
+    for _, d in ipairs(redis.call('SMEMBERS', jobkey(todo[i]) .. ':dependents')) do
+      if wanted[d] then return 'cycle ' .. d end
+      if not seen[d] then
+        seen[d] = true
+        todo[#todo + 1] = d
+      end
+    end
+    i = i + 1
+  end
+  return 0
+end
+local pending, blocker = {}, nil
+for _, d in ipairs(deps) do
+  local st, why = unpack(redis.call('HMGET', jobkey(d), 'status', 'error'))
+  if not st then return 'unknown ' .. d end
+  if not TERMINAL[st] then
+    pending[#pending + 1] = d
+  elseif st ~= 'succeeded' and extra.after ~= 'any' and not blocker then
+    -- name the first job that failed, not the chain of cancels it caused
+    blocker = why and string.sub(why, 1, 11) == 'dependency ' and why or ('dependency ' .. d .. ' ' .. st)
+  end
+end
 local _, secs = clock()
 redis.call('HSET', jk, 'kind', ARGV[3], 'spec', ARGV[4], 'queue', ARGV[5], 'priority', ARGV[6],
   'retries', ARGV[7], 'watchdog', ARGV[8], 'realtime', ARGV[9], 'status', 'queued', 'attempts', 0,
   'created_at', secs)
+for name, value in pairs(extra.fields or {}) do redis.call('HSET', jk, name, value) end
 redis.call('ZADD', P .. ':jobs', secs, id)
-redis.call('XADD', P .. ':inbox', '*', 'id', id, 'queue', ARGV[5], 'priority', ARGV[6], 'realtime', ARGV[9])
+if extra.due_at then
+  redis.call('HSET', jk, 'status', 'scheduled', 'due_at', extra.due_at)
+  event(id, 'scheduled', '')
+  return 1
+end
 event(id, 'queued', '')
+if #deps > 0 then
+  redis.call('HSET', jk, 'depends_on', table.concat(deps, ' '), 'after', extra.after or 'all')
+end
+if blocker then
+  finish(id, 'cancelled', 'exit_code', 130, 'error', blocker)
+  return 1
+end
+if #pending > 0 then
+  redis.call('HSET', jk, 'linked', 1)
+  for _, d in ipairs(pending) do
+    redis.call('SADD', jk .. ':deps', d)
+    redis.call('SADD', jobkey(d) .. ':dependents', id)
+    redis.call('HSET', jobkey(d), 'linked', 1)
+  end
+  return 1
+end
+redis.call('XADD', P .. ':inbox', '*', 'id', id, 'queue', ARGV[5], 'priority', ARGV[6], 'realtime', ARGV[9])
 return 1

@@ -49,16 +49,24 @@ class Blocking:
 
 
 class Control:
-    """Reads the control stream on a thread and hands each ``cancel`` to ``on_cancel(id, attempt)``.
+    """Reads the control stream on a thread: ``cancel`` goes to ``on_cancel(id, attempt)``, ``drain`` and
+    ``resume`` to ``on_drain(True / False)``.
 
     Reading starts after the last message present now: messages from an earlier run of this
     worker name are about attempts that run no more.
     """
 
-    def __init__(self, client: redis.Redis, key: str, on_cancel: Callable[[str, str], None]) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        key: str,
+        on_cancel: Callable[[str, str], None],
+        on_drain: Callable[[bool], None] | None = None,
+    ) -> None:
         self._client = client
         self._key = key
         self._on_cancel = on_cancel
+        self._on_drain = on_drain
         self._reader: Blocking | None = None
         self._position = "0-0"
         self._stop = threading.Event()
@@ -95,5 +103,8 @@ class Control:
                 continue
             for entry_id, fields in stream_entries(reply):
                 self._position = entry_id
-                if fields.get("op") == "cancel":
+                op = fields.get("op")
+                if op == "cancel":
                     self._on_cancel(fields.get("id", ""), fields.get("attempt", ""))
+                elif op in ("drain", "resume") and self._on_drain is not None:
+                    self._on_drain(op == "drain")

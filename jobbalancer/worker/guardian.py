@@ -40,7 +40,7 @@ class Guardian:
         read_fd, write_fd = os.pipe()  # both ends close-on-exec: no job inherits the write end
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-m", "jobbalancer.worker.guardian", str(read_fd)],
+                [sys.executable, "-c", "import sys; from jobbalancer.worker.guardian import main; main(sys.argv[1])", str(read_fd)],
                 stdin=subprocess.DEVNULL,
                 pass_fds=(read_fd,),
                 start_new_session=True,  # a Ctrl-C for the worker's terminal is not for the guardian
@@ -125,6 +125,7 @@ def guard(read_fd: int) -> None:
     _kill_all(groups)
 
 
-if __name__ == "__main__":
+def main(read_fd: str) -> None:
+    """The sidecar's entry point (run with ``python -c``, so the worker package is not run as a module)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    guard(int(sys.argv[1]))
+    guard(int(read_fd))

@@ -105,8 +105,17 @@ class Heartbeat:
                 self.beat()
                 delay = self._interval_s
             except redis.RedisError as exc:
-                delay = min(MAX_BACKOFF_S, max(delay * 2, self._interval_s))
+                delay = self._retry_delay(delay)
                 log.warning("heartbeat failed (%s); next try in %.1f s", exc, delay)
             except Exception:
-                delay = min(MAX_BACKOFF_S, max(delay * 2, self._interval_s))
+                delay = self._retry_delay(delay)
                 log.exception("heartbeat failed; next try in %.1f s", delay)
+
+    def _retry_delay(self, delay: float) -> float:
+        """The pause before the next try: doubling, but never past a quarter of the heartbeat timeout.
+
+        After an outage the balancer waits one heartbeat timeout before it trusts heartbeat ages
+        again (``balancer/reclaim.py``); a live worker must have beaten by then.
+        """
+        cap = min(MAX_BACKOFF_S, self.settings.heartbeat_timeout / 4)
+        return max(self._interval_s, min(cap, delay * 2))

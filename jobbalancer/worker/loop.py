@@ -29,11 +29,15 @@ from jobbalancer.scripts import Scripts
 from jobbalancer.worker.control import Blocking, Control, stream_entries
 from jobbalancer.worker.guardian import Guardian
 from jobbalancer.worker.heartbeat import Heartbeat
+from jobbalancer.worker.recorder import Recorder, complete, report
 from jobbalancer.worker.run_call import CallPool, run_call
 from jobbalancer.worker.run_command import run_command
 from jobbalancer.worker.running import Assignment, Context, JobRun, Outcome, StopReason
 
 log = logging.getLogger("jobbalancer.worker")
+
+Adopted = tuple[JobRun, JobRun | None]  # a run, and an older attempt of its job still running here
+TAKE_FIELDS = ("id", "attempt", "kind", "spec", "watchdog")  # after the entry id, as take.lua returns them
 
 READ_BLOCK_MS = 1000
 MAX_BACKOFF_S = 5.0
@@ -97,19 +101,22 @@ class Worker:
         self._running: dict[str, JobRun] = {}
         self._busy = 0  # slots taken: jobs running plus entries being started
         self._stopping = False  # take no new jobs
+        self._drained = False  # told to drain: the heartbeat says "draining", so the balancer sends nothing new
         self._cold = False  # do not wait for running jobs
         self._signals = 0
         self._ran = False
         self._reader: Blocking | None = None
+        self._recover = False  # a job thread lost a take's reply
         facts = {"queues": ",".join(queues), "slots": str(concurrency), "started_at": f"{time.time():.6f}"}
         self._heartbeat = Heartbeat(
             self._scripts, prefix, self.name, facts, heartbeat_s, self._live_facts, self._on_reclaimed
         )
-        self._control = Control(self._client, self.keys.worker_ctl(self.name), self._on_cancel)
+        self._control = Control(self._client, self.keys.worker_ctl(self.name), self._on_cancel, self._on_drain)
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"jb-job-{self.name}")
         self._guardian = Guardian()
         self._calls = CallPool(os.getcwd(), paths, self._guardian)
         self._ctx = Context(self._client, self._scripts, self.keys, self.name, self.settings, self._guardian)
+        self._recorder = Recorder(self._ctx)
 
     def settings(self) -> Settings:
         """The live cluster settings, as of the last heartbeat."""
@@ -137,6 +144,8 @@ class Worker:
                 self._refuse_live_name()
                 self._settle()
                 stack.callback(self._hand_back)
+                self._recorder.start()
+                stack.callback(self._recorder.close)  # every outcome is written before the hand-back
                 self._heartbeat.beat()
                 stack.callback(self._heartbeat.stop)
                 stack.callback(self._control.stop)
@@ -249,7 +258,7 @@ class Worker:
 
     def _serve(self) -> None:
         unstarted: list[Assignment] = []  # read, slots taken, but start.lua's answer was lost
-        reopen, backoff = False, 0.0
+        reopen, recover, backoff = False, False, 0.0
         try:
             while True:
                 free = 0 if unstarted else self._wait_for_slots()
@@ -259,15 +268,20 @@ class Worker:
                     if reopen:
                         self._create_group()
                         reopen = False
+                    if recover or self._recover:  # a reply was lost: what did we read and not run?
+                        self._recover = False
+                        unstarted, recover = self._read_pending(), False
                     if unstarted:
                         self._start(unstarted, retry=True)
-                    else:
+                    elif not self._take(free):
                         unstarted = self._read(free)
                         self._start(unstarted, retry=False)
                     unstarted, backoff = [], 0.0
                 except redis.RedisError as exc:
                     # NOGROUP: a balancer reclaimed this worker while it stalled and deleted its stream.
-                    reopen = isinstance(exc, redis.ResponseError) and str(exc).startswith("NOGROUP")
+                    # From take.lua the error reads "Error running script ...: NOGROUP ...", hence `in`.
+                    reopen = isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc)
+                    recover = isinstance(exc, redis.ConnectionError | redis.TimeoutError)
                     backoff = self._back_off(exc, 0.0 if reopen else backoff)
         finally:
             self._free_slots(len(unstarted))
@@ -291,6 +305,42 @@ class Worker:
         with self._cond:
             self._busy -= n
             self._cond.notify_all()
+
+    def _take(self, count: int) -> bool:
+        """take.lua: read and start up to ``count`` waiting entries in one round trip.
+
+        Returns whether it found any entry to run; when it finds none, the caller blocks on the stream.
+        """
+        flat = self._scripts.take(self.prefix, self.name, count)
+        batch = [
+            Assignment.from_entry(flat[i], dict(zip(TAKE_FIELDS, flat[i + 1 : i + 6], strict=True)))
+            for i in range(0, len(flat), 6)
+        ]
+        with self._cond:
+            if self._stopping:
+                return True  # started but not run: release.lua hands them back
+            self._busy += len(batch)
+        for job in batch:
+            self._launch(job)
+        return bool(batch)
+
+    def _read_pending(self) -> list[Assignment]:
+        """After a lost reply: the entries this worker read but is not running (they may be started).
+
+        Each takes a slot; ``_start(retry=True)`` then launches or starts them.
+        """
+        reply = self._client.xreadgroup(
+            WORKER_GROUP, self.name, {self.keys.worker_jobs(self.name): "0"}, count=self.concurrency * 4
+        )
+        with self._cond:
+            running = {run.assignment.entry for run in self._running.values()} | self._recorder.unwritten()
+            batch = [
+                Assignment.from_entry(entry, fields)
+                for entry, fields in stream_entries(reply)
+                if fields and entry not in running
+            ][: max(0, self.concurrency - self._busy)]
+            self._busy += len(batch)
+        return batch
 
     def _read(self, count: int) -> list[Assignment]:
         """Read up to ``count`` new entries and take a slot for each."""
@@ -325,7 +375,7 @@ class Worker:
         todo = [job for job in batch if job.entry not in started]
         for job in todo:
             self._scripts.start(self.prefix, self.name, job.id, job.attempt, job.entry, client=pipe)
-        answers = dict(zip((job.entry for job in todo), pipe.execute() if todo else [], strict=True))
+        answers = dict(zip((job.entry for job in todo), self._scripts.execute(pipe) if todo else [], strict=True))
         for job in batch:
             if job.entry in started or int(answers[job.entry]) == 1:
                 self._launch(job)
@@ -334,38 +384,77 @@ class Worker:
                 self._free_slots(1)
 
     def _launch(self, job: Assignment) -> None:
+        self._executor.submit(self._execute, self._adopt(job))
+
+    def _adopt(self, job: Assignment) -> Adopted:
         run = JobRun(job)
         with self._cond:
             previous = self._running.get(job.id)
             self._running[job.id] = run
         if previous is not None:  # a newer attempt of a job still running here: the old one is stale
             previous.request_kill(StopReason.SUPERSEDED)
-        self._executor.submit(self._execute, run, previous)
+        return run, previous
 
     # -- running jobs --------------------------------------------------------------------------
 
-    def _execute(self, run: JobRun, previous: JobRun | None) -> None:
+    def _execute(self, adopted: Adopted | None) -> None:
+        """A slot's thread: run a job; record it and take the next entry in one round trip; repeat.
+
+        Taking the next job here, rather than freeing the slot for the main thread to fill, keeps
+        a busy slot to one round trip between jobs.
+        """
+        while adopted is not None:
+            run, previous = adopted
+            adopted = self._after(run, self._attempt(run, previous))
+
+    def _attempt(self, run: JobRun, previous: JobRun | None) -> Outcome | None:
         job = run.assignment
         try:
             if previous is not None:
                 previous.done.wait()
                 run.started = time.monotonic()
-            log.info("job %s attempt %s: started", job.id, job.attempt)
+            log.debug("job %s attempt %s: started", job.id, job.attempt)
             outcome = self._run(run)
-            if outcome is not None:
-                self._ctx.complete(job, outcome)
-            else:
+            if outcome is None:
                 log.info("job %s attempt %s: killed (%s), not recorded", job.id, job.attempt, run.kill_reason)
+            return outcome
         except Exception as exc:  # a bug here must fail the job, not the worker
             log.exception("job %s attempt %s: the worker failed running it", job.id, job.attempt)
-            self._ctx.complete(job, Outcome.failed(f"worker error: {type(exc).__name__}: {exc}"))
+            return Outcome.failed(f"worker error: {type(exc).__name__}: {exc}")
+
+    def _after(self, run: JobRun, outcome: Outcome | None) -> Adopted | None:
+        """Record ``outcome``; while the worker takes jobs, take the next one for this slot."""
+        job = run.assignment
+        with self._cond:
+            if self._running.get(job.id) is run:
+                del self._running[job.id]
+            taking = not self._stopping
+        following: Assignment | None = None
+        try:
+            if outcome is not None and taking:
+                following = self._record_and_take(job, outcome)
+            elif outcome is not None:
+                self._recorder.record(job, outcome)
         finally:
-            with self._cond:
-                if self._running.get(job.id) is run:
-                    del self._running[job.id]
-                self._busy -= 1
-                self._cond.notify_all()
             run.done.set()
+            if following is None:
+                self._free_slots(1)
+        return None if following is None else self._adopt(following)
+
+    def _record_and_take(self, job: Assignment, outcome: Outcome) -> Assignment | None:
+        pipe = self._client.pipeline(transaction=False)
+        complete(self._ctx, job, outcome, pipe)
+        self._scripts.take(self.prefix, self.name, 1, client=pipe)
+        try:
+            answer, flat = self._scripts.execute(pipe, raise_on_error=False)
+        except (redis.ConnectionError, redis.TimeoutError):
+            self._recorder.record(job, outcome)  # it retries; the take's reply may be lost:
+            self._recover = True  # the main loop looks for entries read but not run
+            return None
+        report(job, outcome, answer)
+        if isinstance(flat, Exception) or not flat:  # NOGROUP or nothing waiting: the main loop reads
+            return None
+        return Assignment.from_entry(flat[0], dict(zip(TAKE_FIELDS, flat[1:6], strict=True)))
 
     def _run(self, run: JobRun) -> Outcome | None:
         try:
@@ -379,7 +468,13 @@ class Worker:
     # -- callbacks from the heartbeat and control threads --------------------------------------
 
     def _live_facts(self) -> dict[str, str]:
-        return {"running": str(self._busy), "state": "draining" if self._stopping else "running"}
+        return {"running": str(self._busy), "state": "draining" if self._stopping or self._drained else "running"}
+
+    def _on_drain(self, drain: bool) -> None:
+        self._drained = drain
+        log.info("worker %s: %s", self.name, "draining: takes no new jobs" if drain else "takes new jobs again")
+        with contextlib.suppress(redis.RedisError):  # say so now; else the next regular beat does
+            self._heartbeat.beat()
 
     def _on_reclaimed(self) -> None:
         with self._cond:

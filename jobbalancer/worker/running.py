@@ -20,8 +20,6 @@ from jobbalancer.worker.output import Output
 
 log = logging.getLogger("jobbalancer.worker")
 
-COMPLETE_TRIES = 5  # with doubling pauses from 0.2 s: about 6 s of Redis being away
-
 
 class StopReason(StrEnum):
     """Why a running job is killed. Only the first two are recorded; the others hand the job back."""
@@ -91,36 +89,6 @@ class Context:
 
     def output(self, job_id: str) -> Output:
         return Output(self.client, self.keys.output(job_id), self.settings().output_cap)
-
-    def complete(self, job: Assignment, outcome: Outcome) -> None:
-        """Record an outcome with complete.lua; retried while Redis is unreachable, for a while."""
-        code = "" if outcome.exit_code is None else str(outcome.exit_code)
-        fields = (outcome.status.value, code, outcome.error, outcome.result, outcome.stdout, outcome.stderr)
-        delay = 0.2
-        for _ in range(COMPLETE_TRIES):
-            try:
-                answer = int(
-                    self.scripts.complete(self.keys.prefix, self.worker, job.id, job.attempt, job.entry, *fields)
-                )
-                break
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                log.warning("job %s: cannot record its outcome yet (%s)", job.id, exc)
-                time.sleep(delay)  # bounded, and the job's thread has nothing else to do
-                delay *= 2
-            except redis.RedisError as exc:
-                log.error("job %s attempt %s: recording its outcome failed: %s", job.id, job.attempt, exc)
-                return
-        else:
-            log.error(
-                "job %s attempt %s: outcome %s lost; the job re-runs when reclaimed",
-                *(job.id, job.attempt, outcome.status),
-            )
-            return
-        if answer == 0:
-            log.info("job %s attempt %s: fenced out (no longer this worker's); outcome dropped", job.id, job.attempt)
-        else:
-            what = "re-queued for a retry" if answer == 2 else outcome.status.value
-            log.info("job %s attempt %s: %s", job.id, job.attempt, what)
 
 
 class JobRun:

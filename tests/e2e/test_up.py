@@ -20,7 +20,7 @@ def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:
     base = [sys.executable, "-m", "jobbalancer", "--redis", url, "--prefix", "up"]
     log = open(tmp_path / "up.log", "wb")  # noqa: SIM115
     up = subprocess.Popen(
-        [*base, "up", "--workers", "2", "--concurrency", "1", "--data-dir", str(tmp_path / "data")],
+        [*base, "up", "--workers", "2", "--concurrency", "1", "--data-dir", str(tmp_path / "data"), "--no-web"],
         stdout=log,
         stderr=subprocess.STDOUT,
         cwd=REPO,

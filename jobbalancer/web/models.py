@@ -1,0 +1,157 @@
+"""What goes over the wire: request and response bodies of the HTTP API, as pydantic models.
+
+They are the OpenAPI document's schemas too, so they follow the library's records field by field
+(``Record.to_dict``, ``worker_info``, ``Settings``) rather than inventing names of their own.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from jobbalancer.job import FUNC_PATTERN, ID_PATTERN, PRIORITY_LIMIT, QUEUE_PATTERN, Status
+
+
+class Problem(BaseModel):
+    """Why a request was refused; ``field`` names the offending input when there is one."""
+
+    detail: str
+    field: str | None = None
+
+
+class JobIn(BaseModel):
+    """A job to submit: exactly one of ``command`` (a shell command) and ``func`` (a Python call)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: str | None = Field(None, description="Shell command, run with /bin/sh -c on the worker.")
+    cwd: str | None = Field(None, description="Working directory of a command on the worker.")
+    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables of a command.")
+    func: str | None = Field(None, pattern=FUNC_PATTERN.pattern, description="A call: 'package.module:function'.")
+    args: list[Any] = Field(default_factory=list, description="Positional arguments of a call (JSON).")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of a call (JSON).")
+    watchdog: float | None = Field(None, gt=0, description="Kill the job's process tree after this many seconds.")
+    realtime: bool = Field(False, description="Reject at once (409) when no worker has a free slot.")
+    queue: str = Field("default", pattern=QUEUE_PATTERN.pattern)
+    retries: int = Field(0, ge=0, le=100, description="Extra attempts after a failure.")
+    priority: int = Field(0, ge=-PRIORITY_LIMIT, le=PRIORITY_LIMIT, description="Higher runs first among waiting jobs.")
+    id: str | None = Field(None, pattern=ID_PATTERN.pattern, description="Your own id; an existing id gives that job.")
+
+    @model_validator(mode="after")
+    def one_kind(self) -> JobIn:
+        if (self.command is None) == (self.func is None):
+            raise ValueError("give exactly one of 'command' (a shell command) and 'func' (package.module:function)")
+        return self
+
+
+class JobOut(BaseModel):
+    """A job record, as ``jb status --json`` prints it; the spec's fields (command, func, ...) are inline."""
+
+    model_config = ConfigDict(extra="allow")
+
+    id: str
+    kind: str
+    queue: str
+    status: Status
+    worker: str | None
+    attempts: int
+    exit_code: int | None
+    watchdog: float | None
+    priority: int
+    retries: int
+    realtime: bool
+    created_at: float | None = Field(description="Epoch seconds (Redis's clock).")
+    started_at: float | None
+    finished_at: float | None
+    error: str | None
+    command: str | None = None
+    cwd: str | None = None
+    env: dict[str, str] | None = None
+    func: str | None = None
+    args: list[Any] | None = None
+    kwargs: dict[str, Any] | None = None
+    result: Any = Field(None, description="A call's return value, once it succeeded.")
+    stdout: str | None = Field(None, description="Captured stdout (the tail); left out of job lists.")
+    stderr: str | None = Field(None, description="Captured stderr (the tail); left out of job lists.")
+
+
+class JobPage(BaseModel):
+    """One page of jobs, newest first; pass ``next`` as ``cursor`` for the next page (null: no more)."""
+
+    jobs: list[JobOut]
+    next: str | None
+
+
+class Logs(BaseModel):
+    """A job's output: the recorded tails once finished, the live output so far before."""
+
+    id: str
+    status: Status
+    finished: bool
+    stdout: str
+    stderr: str
+
+
+class CancelOut(BaseModel):
+    """``cancelled``, ``cancelling`` (a running job being killed), or the status it had already finished with."""
+
+    id: str
+    outcome: str
+
+
+class Event(BaseModel):
+    """One job state change from the events stream."""
+
+    event_id: str = Field(description="Stream id; resume after it with ?since=.")
+    at: float = Field(description="Epoch seconds (Redis's clock).")
+    job: str
+    status: str
+    worker: str | None
+
+
+class WorkerOut(BaseModel):
+    """One registered worker, as ``jb workers --json`` shows it."""
+
+    model_config = ConfigDict(extra="allow")
+
+    name: str
+    host: str | None
+    pid: int | None
+    state: str = Field(description="running, draining, dead, or unknown.")
+    concurrency: int | None = Field(description="Slots: jobs it runs at once.")
+    running: int
+    queues: list[str]
+    cpu: float | None = Field(description="Host CPU use, percent.")
+    mem: float | None = Field(description="Host memory use, percent.")
+    load: float | None = Field(description="Host one-minute load average.")
+    last_seen_s: float
+    jobs_done: int
+
+
+class DrainOut(BaseModel):
+    """What the worker was told: ``draining`` (take no new jobs) or ``running`` (take them again)."""
+
+    name: str
+    state: str
+
+
+class SettingsOut(BaseModel):
+    """The live cluster settings (``jb config``)."""
+
+    policy: str
+    max_jobs_per_worker: int
+    heartbeat_timeout: float
+    prefetch: int
+    poison_limit: int
+    kill_grace: float
+    result_ttl: int
+    output_cap: int
+
+
+class Overview(BaseModel):
+    """The dashboard's first screen in one call: workers, waiting depth per queue, jobs by status."""
+
+    workers: list[WorkerOut]
+    waiting: dict[str, int]
+    jobs: dict[str, int]
