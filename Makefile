@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test lint bench clean
+.PHONY: up test chaos lint bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -20,13 +20,18 @@ up: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Every fault of tests/chaos, each many times (make test runs one small cycle of them).
+chaos: $(STAMP)
+	JB_CHAOS_LONG=1 $(BIN)/pytest tests/chaos -m chaos --timeout 900 $(PYTEST_ARGS)
+
 lint: $(STAMP)
 	$(BIN)/ruff check jobbalancer tests workers benchmarks
 	$(BIN)/ruff format --check jobbalancer tests workers benchmarks
 	$(BIN)/mypy
 
+# Side by side with the peers (installed into benchmarks/.peers-venv); `make bench ARGS=--quick` for a smoke run.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/core.py
+	$(BIN)/python benchmarks/side_by_side.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .jobbalancer .pytest_cache

@@ -34,6 +34,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib.metadata import version
 from pathlib import Path
 
 import redis
@@ -70,7 +71,7 @@ FULL = Plan(rounds=3, noop_jobs=20_000, true_jobs=2_000, latency_jobs=200, xadd_
 QUICK = Plan(rounds=1, noop_jobs=1_000, true_jobs=100, latency_jobs=30, xadd_entries=20_000)
 # The slowest peers run a share of the jobs (no-op, true) so that `make bench` ends within 10
 # minutes; a few thousand jobs are far past their start-up, so their rate is already steady.
-SHARE = {"celery": (0.5, 1.0), "rq-simple": (0.25, 1.0), "rq-fork": (0.05, 0.5)}
+SHARE = {"celery": (0.25, 0.5), "rq-simple": (0.15, 0.5), "rq-fork": (0.025, 0.15)}
 
 
 def log(message: str) -> None:
@@ -86,7 +87,7 @@ def ensure_peers_venv() -> Path:
         return python
     log(f"installing the peers into {PEERS_VENV} ...")
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(PEERS_VENV)], check=True)
-    pip = [str(python), "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
+    pip = [str(python), "-m", "pip", "install", "--quiet", "--quiet", "--disable-pip-version-check"]
     subprocess.run([*pip, "-r", str(REQUIREMENTS)], check=True)
     stamp.write_text(wanted)
     return python
@@ -94,14 +95,14 @@ def ensure_peers_venv() -> Path:
 
 def measure_jb(url: str, plan: Plan, allow_root: bool, log_path: Path) -> tuple[SystemResult, int]:
     """jobbalancer's rounds, and its slots (the concurrency the thread-pool limit uses)."""
-    result = SystemResult(JB, "jobbalancer (jb up, 2 workers)")
+    result = SystemResult(JB, f"jobbalancer {version('jobbalancer')}")
     options = UpOptions(workers=2, paths=[str(WORKERS_DIR)], allow_root=allow_root)
     with jb_up(url, log_path, options):
         client = Client(url, PREFIX)
         try:
             warm_up(client)
             total_slots = slots(client)
-            result.label = f"jobbalancer (2 workers × {total_slots // 2} slots)"
+            result.setup = f"`jb up --workers 2` ({total_slots} slots in all), default settings"
             result.jobs = {"noop_rate": plan.noop_jobs, "true_rate": plan.true_jobs}
             for number in range(1, plan.rounds + 1):
                 log(f"  jobbalancer round {number}/{plan.rounds} ...")
@@ -117,6 +118,7 @@ def measure_jb(url: str, plan: Plan, allow_root: bool, log_path: Path) -> tuple[
 
 def measure_limits(url: str, plan: Plan, concurrency: int) -> SystemResult:
     result = SystemResult(LIMITS, "machine limits", jobs={"xadd_rate": plan.xadd_entries, "spawn_rate": plan.true_jobs})
+    result.setup = f"pipelined XADDs into the same Redis; a pool of {concurrency} threads running `true`"
     for number in range(1, plan.rounds + 1):
         log(f"  limits round {number}/{plan.rounds} ...")
         result.rounds.append(
@@ -137,7 +139,7 @@ def measure_peer(python: Path, key: str, url: str, plan: Plan, log_path: Path) -
     if done.returncode != 0:
         raise RuntimeError(f"drive.py exited with {done.returncode}; workers' log: {log_path}")
     reply = json.loads(done.stdout)
-    return SystemResult(key, reply["label"], reply["rounds"], reply["jobs"])
+    return SystemResult(key, reply["label"], reply["rounds"], reply["jobs"], setup=reply["setup"])
 
 
 def flush(url: str) -> None:
@@ -243,8 +245,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     elapsed = time.monotonic() - started
     stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M UTC")
     command = shlex.join(["python", "benchmarks/side_by_side.py", *(argv if argv is not None else sys.argv[1:])])
-    report = ["# Benchmark results", "", f"`{command}` (`make bench`), {stamp}, {elapsed:.0f} s.", "", *about, ""]
-    report += [*tables, "", "## Every round", "", *comparison.rounds_table(), ""]
+    report = ["# Benchmark results", "", f"`{command}`, {stamp}, {elapsed:.0f} s.", "", *about, ""]
+    report += ["## Systems", "", *comparison.setups(), "", "## Results", "", *tables, ""]
+    report += ["## Every round", "", *comparison.rounds_table(), ""]
     args.output.write_text("\n".join(report) + "\n")
     log(f"written to {args.output} ({elapsed:.0f} s)")
     return 1 if any(system.error for system in comparison.systems.values()) else 0

@@ -25,11 +25,13 @@ NAMES = (
     "release",
     "cancel",
     "overdue",
+    "steal",
     "restart",
     "delete",
     "heartbeat",
     "lease",
     "due",
+    "audit",
 )
 
 
@@ -91,7 +93,7 @@ class Scripts:
         missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
         if missing:
             self.load()
-            again = self._client.pipeline(transaction=False)
+            again: Any = self._client.pipeline(transaction=False)
             for i in missing:
                 args, options = stack[i]
                 again.execute_command(*args, **options)

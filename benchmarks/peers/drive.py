@@ -7,8 +7,9 @@ Runs with the peers' virtualenv (``benchmarks/.peers-venv``), where the peers ar
         --noop-jobs 20000 --true-jobs 2000 --rounds 3 --log huey.log
 
 Each peer module (``peer_<name>.py``) holds that system's tasks and a ``Peer`` class with
-``slots``, ``label``, ``worker_commands(bin_dir)``, ``reset()``, ``submit(kind, count)``,
-``finished(count)`` (cheap: polled every few ms) and ``failures()`` (checked after the timed part).
+``slots``, ``label`` (with a ``{version}`` field), ``setup``, ``worker_commands(bin_dir)``,
+``reset()``, ``submit(kind, count)``, ``finished(count)`` (cheap: polled every few ms) and
+``failures()`` (checked after the timed part).
 
 A round submits ``count`` jobs of one kind and waits until the system's own bookkeeping says
 they are all done: jobs / (done − just before the submit), by this process's monotonic clock.
@@ -105,7 +106,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
             stop(procs)
     return {
         "system": args.system,
-        "label": f"{peer.label}, {dist} {version(dist)}",
+        "label": peer.label.format(version=version(dist)),
+        "setup": peer.setup,
         "jobs": {"noop_rate": args.noop_jobs, "true_rate": args.true_jobs},
         "rounds": rounds,
     }

@@ -34,7 +34,8 @@ def run_true() -> bool:
 class Peer:
     def __init__(self, url: str, variant: str) -> None:
         self.slots = os.cpu_count() or 2
-        self.label = f"Celery (prefork ×{self.slots})"
+        self.label = "Celery {version}"
+        self.setup = f"`celery worker` (prefork, concurrency {self.slots}), Redis broker and result backend"
         self.conn = app.backend.client
         self.keys: list[str] = []
         self.done = 0

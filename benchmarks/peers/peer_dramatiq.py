@@ -36,7 +36,8 @@ def run_true() -> bool:
 class Peer:
     def __init__(self, url: str, variant: str) -> None:
         self.slots = PROCESSES * THREADS
-        self.label = f"Dramatiq ({PROCESSES}×{THREADS})"
+        self.label = "Dramatiq {version}"
+        self.setup = f"`dramatiq --processes {PROCESSES} --threads {THREADS}`, Redis broker"
         self.conn = broker.client
         self.messages = f"{broker.namespace}:{QUEUE}.msgs"
         self.dead = f"{broker.namespace}:{QUEUE}.XQ.msgs"

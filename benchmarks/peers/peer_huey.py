@@ -32,7 +32,8 @@ def run_true() -> bool:
 class Peer:
     def __init__(self, url: str, variant: str) -> None:
         self.slots = WORKERS
-        self.label = f"Huey ({WORKERS} processes)"
+        self.label = "Huey {version}"
+        self.setup = f"`huey_consumer -k process -w {WORKERS}`, RedisHuey (results stored)"
         self.storage = huey.storage
 
     def worker_commands(self, bin_dir: Path) -> list[list[str]]:

@@ -36,7 +36,8 @@ class Peer:
         self.finished_key = FinishedJobRegistry(queue=self.queue).key
         self.failed_key = FailedJobRegistry(queue=self.queue).key
         self.slots = WORKERS
-        self.label = f"rq {'SimpleWorker' if variant == 'simple' else 'Worker (fork)'} ×{WORKERS}"
+        self.label = "rq {version} " + ("SimpleWorker" if variant == "simple" else "Worker (fork)")
+        self.setup = f"{WORKERS} × `rq worker --worker-class {self.worker_class}`"
         self.base = (0, 0)
 
     def worker_commands(self, bin_dir: Path) -> list[list[str]]:

@@ -24,10 +24,12 @@ from typing import Any
 import redis
 
 from jobbalancer.balancer.apply import apply_ops
+from jobbalancer.balancer.audit import Audit
 from jobbalancer.balancer.lease import DEFAULT_LEASE_MS, Lease
 from jobbalancer.balancer.plan import WORKER_FIELDS, Head, Op, parse_head, plan_pass, worker_view
 from jobbalancer.balancer.policies import JobView, LeastLoaded, Policy, WorkerView, check_policy, load_policy
 from jobbalancer.balancer.reclaim import Liveness, drop_stale_head, reclaim_dead_workers, time_out_overdue
+from jobbalancer.balancer.steal import steal_for_idle
 from jobbalancer.config import Settings
 from jobbalancer.connection import connect
 from jobbalancer.errors import InvalidSetting
@@ -35,6 +37,12 @@ from jobbalancer.keys import INBOX_GROUP, Keys
 from jobbalancer.scripts import Scripts
 
 log = logging.getLogger("jobbalancer.balancer")
+
+
+def _pairs(replies: Sequence[Any]) -> list[tuple[Any, Any]]:
+    """(facts, stream length) per worker, from the flat replies of ``_queue_worker_rows``."""
+    return [(replies[i], replies[i + 1]) for i in range(0, len(replies), 2)]
+
 
 READ_BLOCK_MS = 200  # idle wait on the inbox; never 0, which Redis reads as "forever"
 CONFIG_EVERY_S = 1.0
@@ -106,11 +114,13 @@ class Balancer:
         self._recover = False  # re-claim our pending entries (after an outage or a lost group)
         self._busy = False
         self._turn = 0
+        self._known: list[str] = []  # live workers as of the last pass
         self._config_due = 0.0
         self._maintained_ms = 0
         self._bad_settings: set[tuple[str, str]] = set()
         self._outage_pause: float | None = None
         self._liveness = Liveness()  # no reclaim right after an outage: heartbeats could not land
+        self._audit = Audit()  # re-queues jobs whose stream entry or waiting member was deleted
         self.leading = threading.Event()
         """Set while this balancer leads; tests and embedders can wait on it."""
         self.passes = 0
@@ -210,6 +220,8 @@ class Balancer:
         if snap.now_ms - self._maintained_ms >= MAINTAIN_EVERY_MS:
             self._maintained_ms = snap.now_ms
             self._maintain(snap.now_ms)
+            if steal_for_idle(self._scripts, self.keys, self._token(), snap.workers):
+                return True  # the jobs taken back are placed by the next pass, at once
         return bool(entries) or any(results)
 
     def _read(self) -> list[Entry]:
@@ -223,7 +235,12 @@ class Balancer:
         return list(reply[0][1]) if reply else []
 
     def _snapshot(self) -> Snapshot:
-        """Redis time, the live workers and the waiting heads, in three round trips."""
+        """Redis time, the live workers and the waiting heads: one round trip when the fleet is known.
+
+        The facts and stream lengths of the workers seen in the last pass ride along with the
+        time and the live set; only workers new since then cost a second round trip.
+        """
+        known = self._known
         pipe = self._client.pipeline(transaction=False)
         pipe.time()
         pipe.zrange(self.keys.workers, 0, -1, withscores=True)
@@ -231,25 +248,32 @@ class Balancer:
         config_due = time.monotonic() >= self._config_due
         if config_due:
             pipe.hgetall(self.keys.config)
-        secs_micros, scores, waitq, *config = pipe.execute()
+        self._queue_worker_rows(pipe, known)
+        replies = pipe.execute()
+        secs_micros, scores, waitq = replies[:3]
         if config_due:
-            self._apply_config(config[0])
-            self._config_due = time.monotonic() + CONFIG_EVERY_S
+            self._apply_config(replies[3])
+        rows = dict(zip(known, _pairs(replies[3 + config_due :]), strict=True))
         now_ms = int(secs_micros[0]) * 1000 + int(secs_micros[1]) // 1000
         cutoff_ms = now_ms - self._settings.heartbeat_timeout * 1000
-        workers = self._workers([name for name, score in scores if score >= cutoff_ms])
+        live = [name for name, score in scores if score >= cutoff_ms]
+        new = [name for name in live if name not in rows]
+        if new:
+            pipe = self._client.pipeline(transaction=False)
+            self._queue_worker_rows(pipe, new)
+            rows.update(zip(new, _pairs(pipe.execute()), strict=True))
+        self._known = live
+        workers = self._workers(live, rows)
         return Snapshot(now_ms, workers, self._heads(sorted(waitq), workers))
 
-    def _workers(self, names: list[str]) -> list[WorkerView]:
-        if not names:
-            return []
-        pipe = self._client.pipeline(transaction=False)
+    def _queue_worker_rows(self, pipe: redis.client.Pipeline, names: Sequence[str]) -> None:
         for name in names:
             pipe.hmget(self.keys.worker(name), list(WORKER_FIELDS))
             pipe.xlen(self.keys.worker_jobs(name))
-        rows = pipe.execute()
+
+    def _workers(self, names: list[str], rows: Mapping[str, tuple[Any, Any]]) -> list[WorkerView]:
         cap, prefetch = self._settings.max_jobs_per_worker, self._settings.prefetch
-        views = (worker_view(name, rows[2 * n], int(rows[2 * n + 1]), cap, prefetch) for n, name in enumerate(names))
+        views = (worker_view(name, rows[name][0], int(rows[name][1]), cap, prefetch) for name in names)
         return [view for view in views if view is not None]
 
     def _heads(self, queues: list[str], workers: list[WorkerView]) -> dict[str, list[Head]]:
@@ -308,6 +332,7 @@ class Balancer:
         timeout_s = settings.heartbeat_timeout
         reclaim_dead_workers(self._client, self._scripts, self.keys, token, now_ms, timeout_s, self._liveness)
         time_out_overdue(self._client, self._scripts, self.keys, token, now_ms, settings)
+        self._audit.step(self._client, self._scripts, self.keys, token)
 
     def _apply_config(self, raw: Mapping[str, str]) -> None:
         """Adopt the config hash; a value that does not validate keeps the previous one, logged once."""

@@ -38,6 +38,7 @@ class SystemResult:
         rounds: per round, measure key -> value (rates in jobs/s, latencies in ms).
         jobs: per rate measure, the jobs each round ran.
         error: why the system could not be measured, if it could not.
+        setup: how it ran (processes, threads, options), for the report.
     """
 
     key: str
@@ -45,6 +46,7 @@ class SystemResult:
     rounds: list[dict[str, float]] = field(default_factory=list)
     jobs: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    setup: str = ""
 
     def median(self, measure: str) -> float | None:
         values = [r[measure] for r in self.rounds if measure in r]
@@ -85,6 +87,10 @@ class Comparison:
 
     def peers(self) -> list[SystemResult]:
         return [self.systems[key] for key in PEERS if key in self.systems]
+
+    def setups(self) -> list[str]:
+        """One bullet per system: its label and how it ran."""
+        return [f"- {s.label}: {s.setup or 'as configured'}" for s in self.systems.values()]
 
     def rates_table(self) -> list[str]:
         """Medians of jobs/s per system, with the machine's limits in the last column."""

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from jobbalancer.bench.follow import Tracker
 from jobbalancer.bench.trace import JobKind, TraceJob
 from jobbalancer.client import Client
+from jobbalancer.errors import JobBalancerError
 from jobbalancer.job import Options, Record, Spec
 
 SLEEP_TASK = "tasks:sleep"
@@ -27,6 +28,11 @@ CPU_TASK = "tasks:burn"
 POLL_S = 0.05
 # The balancer re-reads <p>:config at least once a second; give a policy change that long to apply.
 POLICY_SETTLE_S = 1.5
+WARM_UP_TIMEOUT_S = 60.0
+
+
+class ReplayError(JobBalancerError):
+    """The cluster cannot run the trace (e.g. a queue no live worker serves)."""
 
 
 def job_spec(job: TraceJob) -> Spec:
@@ -117,6 +123,29 @@ class Replayer:
             remaining = arrivals[index] - (self.clock() - start)
             if remaining > 0:
                 self.sleep(min(remaining, POLL_S))
+
+
+def warm_up(client: Client, trace: Sequence[TraceJob], timeout_s: float = WARM_UP_TIMEOUT_S) -> int:
+    """Run ``tasks:sleep(0)`` twice per live slot on every queue of the trace, and wait for them.
+
+    The first call a worker runs starts its call children and imports ``tasks``; without this,
+    that start-up would show in the first jobs' service times. Returns the jobs run.
+
+    Raises:
+        ReplayError: a queue of the trace has no live worker serving it.
+        WaitTimeout: the warm-up did not finish within ``timeout_s``.
+    """
+    live = [info for info in client.workers() if info["state"] != "dead"]
+    queues = sorted({job.queue for job in trace})
+    for queue in queues:
+        if not any(queue in info["queues"] for info in live):
+            raise ReplayError(f"no live worker serves queue {queue!r}")
+    slots = sum(info["concurrency"] or 1 for info in live)
+    items = [(Spec.for_call(SLEEP_TASK, (0,)), Options(queue=queue)) for queue in queues for _ in range(2 * slots)]
+    tracker = Tracker(client)
+    tracker.add(job.id for job in client.submit_many(items))
+    tracker.wait(timeout_s)
+    return len(items)
 
 
 def worker_slots(client: Client, records: Sequence[Record]) -> dict[str, int | None]:

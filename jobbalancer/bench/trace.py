@@ -74,7 +74,7 @@ class Distribution:
         if self.stdev_s is not None and not (math.isfinite(self.stdev_s) and self.stdev_s >= 0):
             raise TraceError(f"{what} stdev must be a number of seconds >= 0, got {self.stdev_s!r}")
         if self.shape in (Shape.EXPONENTIAL, Shape.CONSTANT) and self.stdev_s:
-            raise TraceError(f"{what} stdev does not apply to a {self.shape.value} distribution")
+            raise TraceError(f"{what} stdev does not apply to the {self.shape.value} distribution")
         if self.shape is Shape.EXPONENTIAL and self.mean_s == 0:
             raise TraceError(f"{what} mean must be > 0 for an exponential distribution")
         if self.shape is Shape.NORMAL and self.stdev_s is None:

@@ -18,6 +18,7 @@ from jobbalancer.balancer.policies import check_policy
 from jobbalancer.bench import report as reports
 from jobbalancer.bench.replay import Outcome, Replayer, policy_for_run, worker_slots
 from jobbalancer.bench.replay import Progress as ReplayProgress
+from jobbalancer.bench.replay import warm_up as warm_up_cluster
 from jobbalancer.bench.trace import (
     Distribution,
     JobKind,
@@ -109,6 +110,7 @@ def describe_trace(jobs: list[TraceJob]) -> str:
 @click.option(
     "--plot", "plot_path", type=click.Path(dir_okay=False, path_type=Path), help="Draw a PNG (needs [bench])."
 )
+@click.option("--warm-up/--no-warm-up", default=True, show_default=True, help="Start the call children first.")
 @click.option(
     "--timeout", type=click.FloatRange(0, min_open=True), metavar="S", help="Give up S s after the last submit."
 )
@@ -119,6 +121,7 @@ def replay(
     policy: str | None,
     report_path: Path | None,
     plot_path: Path | None,
+    warm_up: bool,
     timeout: float | None,
 ) -> None:
     """Submit TRACE's jobs at their arrival times, wait for all, and report per worker."""
@@ -132,6 +135,8 @@ def replay(
     client = pass_client(ctx)
     if not any(info["state"] != "dead" for info in client.workers()):
         raise click.ClickException("no live workers: start a cluster first, e.g. `jb up --path workers`")
+    if warm_up:
+        click.echo(f"warming up: {warm_up_cluster(client, jobs)} jobs of tasks:sleep(0), not reported", err=True)
     with policy_for_run(client, policy, check_policy) as in_force, progress_bar(len(jobs)) as on_progress:
         outcome = Replayer(client, jobs, on_progress).run(timeout)
     report = reports.build(outcome.records, worker_slots(client, outcome.records))

@@ -23,8 +23,8 @@ from fastapi.staticfiles import StaticFiles
 from jobbalancer.client import Client
 from jobbalancer.errors import InvalidJob, InvalidSetting, JobStateError, NoSuchJob, RedisUnavailable
 from jobbalancer.web import cluster, jobs
-from jobbalancer.web.guard import Guard, allowed_hosts
-from jobbalancer.web.models import JobIn
+from jobbalancer.web.guard import PROTECTED, WRITE_METHODS, Guard, allowed_hosts
+from jobbalancer.web.models import JOB_KINDS, CallJob, CommandJob
 
 log = logging.getLogger("jobbalancer.web")
 
@@ -97,7 +97,7 @@ def problem(status: int, detail: str, field: str | None = None) -> JSONResponse:
 
 def _invalid_field(message: str) -> str | None:
     first = message.split(" ", 1)[0].strip("'\"")
-    if first in JobIn.model_fields or first in ("cursor", "limit"):
+    if first in CommandJob.model_fields or first in CallJob.model_fields or first in ("cursor", "limit"):
         return first
     return MESSAGE_FIELDS.get(first)
 
@@ -106,10 +106,14 @@ def _handle_errors(app: FastAPI) -> None:
     @app.exception_handler(RequestValidationError)
     async def invalid_request(_request: Request, exc: RequestValidationError) -> JSONResponse:
         error: dict[str, Any] = exc.errors()[0]
-        loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path")]
-        field = loc[0] if loc else "command"  # a model-level error: the kind of job (command or func) is wrong
+        if error.get("type") == "json_invalid":
+            return problem(422, f"the body is not valid JSON: {error.get('ctx', {}).get('error', '')}")
+        loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "header")]
+        if len(loc) > 1 and loc[0] in JOB_KINDS:  # the tag of the job shape (command or call) that was checked
+            loc = loc[1:]
+        field = loc[0] if loc else None
         message = str(error.get("msg", "invalid")).removeprefix("Value error, ")
-        return problem(422, f"{'.'.join(loc) or field}: {message}", field)
+        return problem(422, f"{'.'.join(loc)}: {message}" if loc else message, field)
 
     @app.exception_handler(InvalidJob)
     async def invalid_job(_request: Request, exc: InvalidJob) -> JSONResponse:
@@ -137,6 +141,16 @@ def _handle_errors(app: FastAPI) -> None:
         return problem(503, f"Redis: {exc}")
 
 
+def _guard_answers(path: str, method: str) -> list[tuple[str, str]]:
+    """The refusals the guard and the error handlers may give on any operation, for its documentation."""
+    answers = [("400", "Unknown Host header."), ("503", "Redis did not answer or refused the command.")]
+    if path.startswith(PROTECTED):
+        answers.append(("401", "Missing or wrong bearer token."))
+    if method.upper() in WRITE_METHODS:
+        answers.append(("403", "A cross-origin write."))
+    return answers
+
+
 def _openapi(app: FastAPI) -> dict[str, Any]:
     if app.openapi_schema is None:
         schema = get_openapi(title=app.title, version=app.version, summary=app.summary, routes=app.routes)
@@ -144,5 +158,10 @@ def _openapi(app: FastAPI) -> dict[str, Any]:
             "bearer": {"type": "http", "scheme": "bearer", "description": "The token `jb web` printed."}
         }
         schema["security"] = [{"bearer": []}]
+        for path, operations in schema["paths"].items():
+            for method, operation in operations.items():
+                for status, why in _guard_answers(path, method):
+                    problem_ref = {"application/json": {"schema": {"$ref": "#/components/schemas/Problem"}}}
+                    operation["responses"].setdefault(status, {"description": why, "content": problem_ref})
         app.openapi_schema = schema
     return app.openapi_schema

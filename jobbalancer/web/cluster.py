@@ -5,14 +5,14 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Header, Query
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 from jobbalancer.balancer.policies import BUILTIN_POLICIES, check_policy
 from jobbalancer.errors import InvalidSetting
 from jobbalancer.web import metrics, sse
 from jobbalancer.web.jobs import ClientDep
-from jobbalancer.web.models import DrainOut, Overview, Problem, SettingsOut, WorkerOut
+from jobbalancer.web.models import DrainOut, Overview, Problem, SettingsOut, SettingsPatch, WorkerOut
 
 router = APIRouter()
 STREAM_ID = r"^\d{1,20}(-\d{1,20})?$"
@@ -65,26 +65,18 @@ def policies() -> Any:
     responses={422: {"model": Problem, "description": "Unknown setting or a bad value; names the field."}},
     tags=["config"],
 )
-def patch_config(
-    client: ClientDep,
-    changes: Annotated[
-        dict[str, str | int | float],
-        Body(examples=[{"policy": "cpu", "max_jobs_per_worker": 4, "heartbeat_timeout": 5}]),
-    ],
-) -> Any:
+def patch_config(changes: SettingsPatch, client: ClientDep) -> Any:
     """Change settings; the balancer and the workers apply them within a second. All or nothing."""
+    wanted = changes.model_dump(exclude_none=True)
     settings = client.settings()
-    for name, value in changes.items():  # check every change first, so a bad one changes nothing
-        try:
+    try:  # check every change first, so a bad one changes nothing
+        for name, value in wanted.items():
             settings = settings.with_value(name, str(value))
-        except InvalidSetting as exc:
-            return JSONResponse({"detail": str(exc), "field": name}, status_code=422)
-    try:
-        settings.validate(check_policy if "policy" in changes else None)
+        settings.validate(check_policy if "policy" in wanted else None)
     except InvalidSetting as exc:
         named = str(exc).split(" ", 1)[0]
-        return JSONResponse({"detail": str(exc), "field": named if named in changes else None}, status_code=422)
-    for name in changes:
+        return JSONResponse({"detail": str(exc), "field": named if named in wanted else None}, status_code=422)
+    for name in wanted:
         client.set_setting(name, str(getattr(settings, name)), policy_check=check_policy)
     return asdict(client.settings())
 

@@ -11,13 +11,14 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from jobbalancer.client import Client
 from jobbalancer.job import Record, Status
 from jobbalancer.web import sse
-from jobbalancer.web.models import CancelOut, Event, JobIn, JobOut, JobPage, Logs, Problem
+from jobbalancer.web.models import CancelOut, CommandJob, Event, JobIn, JobOut, JobPage, Logs, Problem
 
 # A realtime job is accepted or rejected by the balancer, not here: wait this long for its verdict.
 REALTIME_VERDICT_S = 3.0
 REALTIME_POLL_S = 0.02
 # Index entries one list request looks at when filtering; a sparse filter pages on with the cursor.
 SCAN_PER_PAGE = 5000
+CURSOR = r"^\d{1,20}(\.\d{1,20})?:.+$"  # what jobs_page hands out: <created_at>:<id>
 
 router = APIRouter(prefix="/api/jobs", tags=["jobs"])
 
@@ -48,18 +49,11 @@ def job_out(record: Record, with_output: bool = True) -> dict[str, Any]:
 )
 def submit(body: JobIn, client: ClientDep) -> Any:
     """Submit a shell command or a Python call; 201 with the job record."""
-    options = {
-        "watchdog": body.watchdog,
-        "realtime": body.realtime,
-        "queue": body.queue,
-        "retries": body.retries,
-        "priority": body.priority,
-        "id": body.id,
-    }
-    if body.command is not None:
+    options = body.model_dump(include={"watchdog", "realtime", "queue", "retries", "priority", "id"})
+    if isinstance(body, CommandJob):
         job = client.submit(body.command, cwd=body.cwd, env=body.env, **options)
     else:
-        job = client.enqueue_call(body.func or "", body.args, body.kwargs, **options)
+        job = client.enqueue_call(body.func, body.args, body.kwargs, **options)
     record = job.record()
     if body.realtime:
         record = _verdict(client, record)
@@ -85,7 +79,7 @@ def list_jobs(
     worker: str | None = None,
     q: Annotated[str | None, Query(description="Search: part of the id, command or function.")] = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
-    cursor: Annotated[str | None, Query(description="The `next` of the previous page.")] = None,
+    cursor: Annotated[str | None, Query(pattern=CURSOR, description="The `next` of the previous page.")] = None,
 ) -> Any:
     """Jobs, newest first, filtered; page on with ``cursor``."""
 

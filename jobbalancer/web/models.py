@@ -6,11 +6,14 @@ They are the OpenAPI document's schemas too, so they follow the library's record
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
+from jobbalancer.balancer.policies import BUILTIN_POLICIES, IMPORT_PATH
 from jobbalancer.job import FUNC_PATTERN, ID_PATTERN, PRIORITY_LIMIT, QUEUE_PATTERN, Status
+
+POLICY_PATTERN = "|".join([*(f"^{name}$" for name in sorted(BUILTIN_POLICIES)), IMPORT_PATH.pattern])
 
 
 class Problem(BaseModel):
@@ -20,17 +23,11 @@ class Problem(BaseModel):
     field: str | None = None
 
 
-class JobIn(BaseModel):
-    """A job to submit: exactly one of ``command`` (a shell command) and ``func`` (a Python call)."""
+class _Options(BaseModel):
+    """How to run a job; the same names as ``jb submit``'s flags."""
 
     model_config = ConfigDict(extra="forbid")
 
-    command: str | None = Field(None, description="Shell command, run with /bin/sh -c on the worker.")
-    cwd: str | None = Field(None, description="Working directory of a command on the worker.")
-    env: dict[str, str] = Field(default_factory=dict, description="Extra environment variables of a command.")
-    func: str | None = Field(None, pattern=FUNC_PATTERN.pattern, description="A call: 'package.module:function'.")
-    args: list[Any] = Field(default_factory=list, description="Positional arguments of a call (JSON).")
-    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of a call (JSON).")
     watchdog: float | None = Field(None, gt=0, description="Kill the job's process tree after this many seconds.")
     realtime: bool = Field(False, description="Reject at once (409) when no worker has a free slot.")
     queue: str = Field("default", pattern=QUEUE_PATTERN.pattern)
@@ -38,11 +35,45 @@ class JobIn(BaseModel):
     priority: int = Field(0, ge=-PRIORITY_LIMIT, le=PRIORITY_LIMIT, description="Higher runs first among waiting jobs.")
     id: str | None = Field(None, pattern=ID_PATTERN.pattern, description="Your own id; an existing id gives that job.")
 
-    @model_validator(mode="after")
-    def one_kind(self) -> JobIn:
-        if (self.command is None) == (self.func is None):
-            raise ValueError("give exactly one of 'command' (a shell command) and 'func' (package.module:function)")
-        return self
+
+ENV_NAME = r"^[^=]+$"
+EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME)]
+
+
+def _env_schema(schema: dict[str, Any]) -> None:
+    # pydantic says patternProperties, which lets other names through; say what is validated.
+    schema.pop("patternProperties", None)
+    schema.update(additionalProperties={"type": "string"}, propertyNames={"pattern": ENV_NAME})
+
+
+class CommandJob(_Options):
+    """A shell command, run with ``/bin/sh -c`` on the worker."""
+
+    command: str = Field(pattern=r"\S", description="The command line (not only blanks).")
+    cwd: str | None = Field(None, description="Working directory on the worker.")
+    env: dict[EnvName, str] = Field(
+        default_factory=dict, description="Extra environment variables.", json_schema_extra=_env_schema
+    )
+
+
+class CallJob(_Options):
+    """A call of a Python function by import path, with JSON arguments."""
+
+    func: str = Field(pattern=FUNC_PATTERN.pattern, description="'package.module:function'.")
+    args: list[Any] = Field(default_factory=list, description="Positional arguments (JSON).")
+    kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments (JSON).")
+
+
+def _job_kind(body: Any) -> str:
+    return "call" if isinstance(body, dict) and "func" in body else "command"
+
+
+# Exactly one of the two shapes; the choice is by the presence of "func", so errors are about that shape only.
+JobIn = Annotated[
+    Annotated[CommandJob, Tag("command")] | Annotated[CallJob, Tag("call")],
+    Discriminator(_job_kind),
+]
+JOB_KINDS = ("command", "call")
 
 
 class JobOut(BaseModel):
@@ -147,6 +178,23 @@ class SettingsOut(BaseModel):
     kill_grace: float
     result_ttl: int
     output_cap: int
+
+
+class SettingsPatch(BaseModel):
+    """Settings to change; the others stay as they are."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    policy: str | None = Field(
+        None, pattern=POLICY_PATTERN, description="A built-in policy or an importable 'package.module:Class'."
+    )
+    max_jobs_per_worker: int | None = Field(None, ge=0, description="Caps every worker's slots; 0: no cap.")
+    heartbeat_timeout: float | None = Field(None, gt=0, description="Seconds of silence after which a worker is dead.")
+    prefetch: int | None = Field(None, ge=0, description="Jobs a worker may be given beyond its free slots.")
+    poison_limit: int | None = Field(None, ge=1, description="Lost deliveries after which a job is dead-lettered.")
+    kill_grace: float | None = Field(None, ge=0, description="Seconds between SIGTERM and SIGKILL.")
+    result_ttl: int | None = Field(None, ge=1, description="Seconds a finished job record is kept.")
+    output_cap: int | None = Field(None, ge=1, description="Bytes of stdout and of stderr kept per job.")
 
 
 class Overview(BaseModel):

@@ -5,8 +5,9 @@ would run on while a balancer re-runs them elsewhere. The guardian holds the rea
 whose only write end is in the worker. The worker writes ``+<pgid>`` when a job process (or a
 call child) starts and ``-<pgid>`` when it is gone. End of file means the worker is gone: the
 guardian kills every group still listed and every descendant of their leaders, including those
-that left the group with ``setsid``; it also looks twice a second while jobs run, so a process
-whose parent has already exited (a double fork) is caught too. Then it exits.
+that left the group with ``setsid``, and every process carrying a command job's environment
+marker (see ``kill.py``), so a process whose parent has already exited (a double fork) is caught
+too; it also looks at the trees twice a second while jobs run. Then it exits.
 """
 
 from __future__ import annotations
@@ -23,9 +24,12 @@ import time
 
 import psutil
 
+from jobbalancer.worker.kill import job_mark, marked
+
 log = logging.getLogger("jobbalancer.worker")
 
 LOOK_EVERY_S = 0.5
+ENTRY = "import sys; from jobbalancer.worker.guardian import main; main(sys.argv[1])"
 
 
 class Guardian:
@@ -40,7 +44,7 @@ class Guardian:
         read_fd, write_fd = os.pipe()  # both ends close-on-exec: no job inherits the write end
         try:
             self.proc = subprocess.Popen(
-                [sys.executable, "-c", "import sys; from jobbalancer.worker.guardian import main; main(sys.argv[1])", str(read_fd)],
+                [sys.executable, "-c", ENTRY, str(read_fd)],
                 stdin=subprocess.DEVNULL,
                 pass_fds=(read_fd,),
                 start_new_session=True,  # a Ctrl-C for the worker's terminal is not for the guardian
@@ -89,6 +93,15 @@ def _remember(groups: dict[int, dict[int, psutil.Process]]) -> None:
                 seen.setdefault(child.pid, child)
 
 
+def _remember_marked(groups: dict[int, dict[int, psutil.Process]]) -> None:
+    """Add the processes carrying a job's environment marker: a double fork took them out of its tree."""
+    for pgid, seen in groups.items():
+        mark = job_mark(pgid)
+        if mark is not None:
+            for process in marked(mark):
+                seen.setdefault(process.pid, process)
+
+
 def _kill_all(groups: dict[int, dict[int, psutil.Process]]) -> None:
     for pgid, seen in groups.items():
         with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -122,6 +135,7 @@ def guard(read_fd: int) -> None:
                 _remember(groups)
                 next_look = time.monotonic() + LOOK_EVERY_S
     _remember(groups)  # the job leaders outlive the worker: their trees are still whole now
+    _remember_marked(groups)
     _kill_all(groups)
 
 

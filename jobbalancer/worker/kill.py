@@ -2,7 +2,10 @@
 
 Every job process leads its own session and process group (``start_new_session``), so the group
 catches everything it started that stayed in the group. A descendant that called ``setsid`` left
-the group; it is caught because the tree is remembered right before the first signal.
+the group; it is caught because the tree is remembered right before the first signal. A process
+that also left the tree (``setsid`` plus a double fork: its parent exited, init adopted it) is
+found by the marker every command job carries in its environment (``JB_JOB_ID``, ``JB_ATTEMPT``),
+which it inherited and kept.
 """
 
 from __future__ import annotations
@@ -20,12 +23,44 @@ import psutil
 _POLL_S = 0.02
 
 
-def descendants(pid: int) -> list[psutil.Process]:
-    """Every live descendant of ``pid`` (empty when ``pid`` is gone)."""
+MARK = ("JB_JOB_ID", "JB_ATTEMPT")
+
+
+def job_mark(pid: int) -> tuple[str, ...] | None:
+    """The job marker in the environment ``pid`` started with, or None (gone, or not a job)."""
     try:
-        return psutil.Process(pid).children(recursive=True)
+        env = psutil.Process(pid).environ()
+    except psutil.Error:
+        return None
+    mark = tuple(env.get(name, "") for name in MARK)
+    return mark if all(mark) else None
+
+
+def marked(mark: tuple[str, ...]) -> list[psutil.Process]:
+    """Every live process whose environment carries ``mark``: a job's processes, in its tree or not."""
+    found = []
+    for process in psutil.process_iter():
+        try:
+            env = process.environ()
+        except psutil.Error:  # gone, a zombie, or another user's
+            continue
+        if tuple(env.get(name, "") for name in MARK) == mark:
+            found.append(process)
+    return found
+
+
+def descendants(pid: int) -> list[psutil.Process]:
+    """Every live descendant of ``pid``, and every process carrying its job marker (empty when gone)."""
+    try:
+        found = {p.pid: p for p in psutil.Process(pid).children(recursive=True)}
     except psutil.Error:
         return []
+    mark = job_mark(pid)
+    if mark is not None:
+        for process in marked(mark):
+            if process.pid != pid:
+                found.setdefault(process.pid, process)
+    return list(found.values())
 
 
 def signal_group(pgid: int, sig: int) -> None:

@@ -72,7 +72,9 @@ def test_a_seed_gives_the_same_trace_and_another_seed_a_different_one() -> None:
 
 def test_queues_are_drawn_by_weight() -> None:
     queues = parse_queues("a:0.7,b:0.3")
-    trace = generate(N, Distribution(Shape.CONSTANT, 0.01), Distribution(Shape.CONSTANT, 0.01), JobKind.SLEEP, queues, 3)
+    trace = generate(
+        N, Distribution(Shape.CONSTANT, 0.01), Distribution(Shape.CONSTANT, 0.01), JobKind.SLEEP, queues, 3
+    )
     share_a = sum(job.queue == "a" for job in trace) / N
     assert share_a == pytest.approx(0.7, abs=0.02)
     assert parse_queues("x:2,y:1") == [("x", 2.0), ("y", 1.0)]
@@ -151,7 +153,7 @@ BASE = ["--jobs", "10", "--arrival", "exponential", "--mean", "0.1", "--service"
         ({"--mean": "-1"}, "arrival mean must be a number of seconds >= 0"),
         ({"--mean": "nan"}, "arrival mean must be a number of seconds >= 0"),
         ({"--mean": "0"}, "arrival mean must be > 0 for an exponential"),
-        ({"--stdev": "0.1"}, "arrival stdev does not apply to a exponential"),
+        ({"--stdev": "0.1"}, "arrival stdev does not apply to the exponential distribution"),
         ({"--service": "normal"}, "service stdev is required for a normal distribution"),
         ({"--service": "uniform", "--service-stdev": "1"}, "service stdev 1.0 is too large for a uniform mean"),
         ({"--service-stdev": "-1", "--service": "normal"}, "service stdev must be a number of seconds >= 0"),

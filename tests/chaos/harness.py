@@ -385,6 +385,9 @@ class ChaosCluster:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+        for proc in self.job_processes():  # a failed test must not leave its jobs running
+            with contextlib.suppress(psutil.Error):
+                proc.kill()
         self.events.close()
         self.client.close()
         if self.redis.process is not None and self.redis.process.poll() is None:

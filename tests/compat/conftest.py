@@ -12,6 +12,7 @@ import pytest
 import redis
 from rq_scheduler import Scheduler
 
+from jobbalancer.errors import NoSuchJob
 from jobbalancer.job import Status
 from tests.e2e.conftest import Cluster, cluster  # noqa: F401 - the fixture, shared with tests/e2e
 from tests.helpers import wait_for
@@ -21,7 +22,8 @@ SCHEDULER_INTERVAL_S = "0.2"
 
 def clear_rq_scheduler(raw: redis.Redis) -> None:
     ids = [member.decode() for member in raw.zrange(Scheduler.scheduled_jobs_key, 0, -1)]
-    raw.delete(Scheduler.scheduled_jobs_key, Scheduler.scheduler_lock_key, *(f"rq:job:{i}" for i in ids))
+    instances = raw.keys(f"{Scheduler.redis_scheduler_namespace_prefix}*")
+    raw.delete(Scheduler.scheduled_jobs_key, Scheduler.scheduler_lock_key, *(f"rq:job:{i}" for i in ids), *instances)
 
 
 @pytest.fixture
@@ -41,8 +43,16 @@ def scheduling(cluster: Cluster, raw: redis.Redis) -> Cluster:
     cluster.worker("w1")
     cluster.worker("w2")
     cluster.spawn("scheduler", "scheduler", "--interval", SCHEDULER_INTERVAL_S)
+    wait_for(lambda: raw.keys(f"{Scheduler.redis_scheduler_namespace_prefix}*"), 15, what="the scheduler up")
     return cluster
 
 
+def has_status(cluster: Cluster, job_id: str, status: Status) -> bool:
+    try:
+        return cluster.client.record(job_id).status is status
+    except NoSuchJob:  # an rq-scheduler entry has no record until it is handed over
+        return False
+
+
 def wait_status(cluster: Cluster, job_id: str, status: Status, timeout: float = 20) -> None:
-    wait_for(lambda: cluster.client.record(job_id).status is status, timeout, what=f"job {job_id} {status.value}")
+    wait_for(lambda: has_status(cluster, job_id, status), timeout, what=f"job {job_id} {status.value}")

@@ -140,6 +140,7 @@ class Cluster:
 @pytest.fixture
 def cluster(redis_url: str, prefix: str, r: redis.Redis) -> Iterator[Cluster]:
     c = Cluster(redis_url, r, Keys(prefix), Scripts(r))
+    r.hset(c.keys.config, "prefetch", "0")  # these tests count slots exactly; tests/e2e/test_prefetch.py has prefetch
     heart = threading.Thread(target=c.heartbeats, name="sim-heartbeats", daemon=True)
     heart.start()
     try:

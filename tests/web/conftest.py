@@ -70,6 +70,6 @@ def live(redis_url: str, prefix: str) -> Iterator[Live]:
 
 
 @pytest.fixture
-def live_cluster(live: Live, running: Cluster) -> tuple[Live, Cluster]:
+def live_cluster(live: Live, running: Cluster) -> tuple[Live, Cluster]:  # noqa: F811 - the fixture
     """A served dashboard in front of one balancer and two workers (w1, w2; 2 slots each)."""
     return live, running

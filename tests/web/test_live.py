@@ -123,10 +123,12 @@ def test_the_event_stream_shows_job_and_worker_changes(live_cluster: tuple[Live,
         workers = {d["name"] for e, d in messages if e == "worker"}
         return "succeeded" in jobs and "w3" in workers
 
-    with httpx2.Client(base_url=live.url, headers=live.client.headers, timeout=30) as client:
-        with client.stream("GET", "/api/events") as response:
-            assert response.status_code == 200
-            messages = sse_messages(response, done)
+    with (
+        httpx2.Client(base_url=live.url, headers=live.client.headers, timeout=30) as client,
+        client.stream("GET", "/api/events") as response,
+    ):
+        assert response.status_code == 200
+        messages = sse_messages(response, done)
     thread.join(10)
     assert {("worker", "w1"), ("worker", "w2"), ("worker", "w3")} <= {(e, d.get("name")) for e, d in messages}
     statuses = [d["status"] for e, d in messages if e == "job" and d["job"] == submitted[0]]
@@ -135,7 +137,7 @@ def test_the_event_stream_shows_job_and_worker_changes(live_cluster: tuple[Live,
 
 def test_the_overview_shows_waiting_depth(live_cluster: tuple[Live, Cluster]) -> None:
     live, _cluster = live_cluster
-    ids = [live.client.post("/api/jobs", json={"command": "sleep 30", "queue": "default"}).json()["id"] for _ in range(6)]
+    ids = [live.client.post("/api/jobs", json={"command": "sleep 30"}).json()["id"] for _ in range(6)]
 
     def two_waiting_four_running() -> bool:
         overview = live.client.get("/api/overview").json()

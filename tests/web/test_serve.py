@@ -147,7 +147,8 @@ def test_jb_up_serves_the_dashboard(tmp_path: Path) -> None:
     try:
         token = wait_for(lambda: re.findall(r"token: (\S+)", log.read_text()), 30, what="jb up shows the token")[0]
         api = f"http://127.0.0.1:{port}/api/workers"
-        wait_for(lambda: answers(api, token) and httpx2.get(api, headers={"Authorization": f"Bearer {token}"}).json(), 40)
+        auth = {"Authorization": f"Bearer {token}"}
+        wait_for(lambda: answers(api, token) and httpx2.get(api, headers=auth).json(), 40, what="a worker listed")
         up.send_signal(signal.SIGINT)
         assert up.wait(60) == 0
     finally:
