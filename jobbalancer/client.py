@@ -5,13 +5,15 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, NamedTuple
 
 import redis
 
+from jobbalancer import schedule  # its rq-scheduler part loads when a job is first scheduled
 from jobbalancer.config import Settings, key_prefix, redis_url
 from jobbalancer.connection import connect
+from jobbalancer.defaults import QueueDefaults, SubmitRules
 from jobbalancer.errors import (
     InvalidJob,
     JobCancelled,
@@ -24,7 +26,7 @@ from jobbalancer.errors import (
 )
 from jobbalancer.job import TERMINAL, Kind, Options, Record, Spec, Status, check_submitted, new_id, submit_argv
 from jobbalancer.keys import Keys
-from jobbalancer.schedule import When, file_job, make_when
+from jobbalancer.schedule.when import When, make_when
 from jobbalancer.scripts import Scripts
 
 FOLLOW_BLOCK_MS = 1000
@@ -111,6 +113,7 @@ class Client:
         # ``connection``: an open client that decodes replies (jobbalancer.compat shares rq's server this way)
         self.redis: redis.Redis = connect(self.url) if connection is None else connection
         self.scripts = Scripts(self.redis)
+        self._rules = SubmitRules(self.redis, self.keys)  # spec size limit, queues' retry defaults
 
     def close(self) -> None:
         self.redis.close()
@@ -119,7 +122,7 @@ class Client:
 
     def submit(
         self,
-        command: str,
+        command: str | Sequence[str],
         *,
         cwd: str | None = None,
         env: Mapping[str, str] | None = None,
@@ -127,11 +130,15 @@ class Client:
     ) -> Job:
         """Submit a shell command (run with ``/bin/sh -c``); options as in :func:`make_options`.
 
+        A list instead of a string is a program and its arguments, run without a shell: in
+        ``["echo", "x; touch /tmp/pwned"]`` the second item stays one literal argument.
+
         Options ``delay`` (seconds or a timedelta), ``at`` (a datetime, naive meaning local time,
         or epoch seconds) or ``cron`` (an expression) schedule it, through rq-scheduler: it is
         ``scheduled`` until due, then runs under the same id (a cron job's runs: ``<id>@<epoch s>``).
         """
-        return self.submit_spec(Spec.for_command(command, cwd, env), *split_options(options))
+        spec = Spec.for_command(command, cwd, env) if isinstance(command, str) else Spec.for_argv(command, cwd, env)
+        return self.submit_spec(spec, *split_options(options))
 
     def enqueue(self, func: str | Callable[..., Any], *args: Any, **kwargs: Any) -> Job:
         """Enqueue a call of ``func`` (a callable or ``package.module:function``) with default options."""
@@ -153,8 +160,9 @@ class Client:
     def submit_spec(self, spec: Spec, options: Options, when: When | None = None) -> Job:
         """Submit one job; with ``when``, file it with rq-scheduler as ``scheduled`` instead."""
         if when is not None:
+            options = self._rules.prepare(spec, options)
             job_id = options.id or new_id()
-            file_job(self.redis, self.scripts, self.prefix, job_id, spec, options.validated(), when)
+            schedule.file_job(self.redis, self.scripts, self.prefix, job_id, spec, options.validated(), when)
             return Job(self, job_id)
         return self.submit_many([(spec, options)])[0]
 
@@ -162,7 +170,8 @@ class Client:
         """Submit many jobs in one pipelined round trip; returns their handles in order."""
         jobs: list[Job] = []
         pipe = self.redis.pipeline(transaction=False)
-        for spec, options in items:
+        for spec, given in items:
+            options = self._rules.prepare(spec, given)
             job_id = options.id or new_id()
             self.scripts.submit(self.prefix, *submit_argv(job_id, spec, options), client=pipe)
             jobs.append(Job(self, job_id))
@@ -375,6 +384,20 @@ class Client:
         raw: Any = self.redis.hgetall(self.keys.config)
         return Settings.from_hash(raw)
 
+    def queue_defaults(self, queue: str) -> QueueDefaults:
+        """A queue's retry defaults (``<p>:queue:<name>``), which jobs without their own get at submit."""
+        raw: Any = self.redis.hgetall(self.keys.queue(queue))
+        return QueueDefaults.from_hash(raw)
+
+    def set_queue_defaults(
+        self, queue: str, *, retries: int = 0, backoff: float = 0.0, backoff_max: float = 300.0
+    ) -> QueueDefaults:
+        """Set a queue's retry defaults; clients apply them within ``defaults.REFRESH_S`` seconds."""
+        make_options(queue=queue)  # the queue name's check
+        defaults = QueueDefaults(retries, backoff, backoff_max).validated()
+        self.redis.hset(self.keys.queue(queue), mapping=defaults.to_hash())  # type: ignore[arg-type]
+        return defaults
+
     def set_setting(self, name: str, value: str, policy_check: Callable[[str], object] | None = None) -> Settings:
         """Validate and store one live setting; the balancer and workers pick it up within a second."""
         updated = self.settings().with_value(name, value).validate(policy_check)
@@ -431,9 +454,13 @@ def make_options(
     priority: int = 0,
     depends_on: str | Job | Iterable[str | Job] = (),
     after_any: bool = False,
+    backoff: float = 0.0,
+    backoff_max: float = 300.0,
 ) -> Options:
     """Options from keyword arguments. ``depends_on``: job ids (or ``Job`` handles) to run after,
-    once all have succeeded; with ``after_any``, once all have finished however they ended."""
+    once all have succeeded; with ``after_any``, once all have finished however they ended.
+    ``backoff``: seconds before the first retry, doubling for each next one up to ``backoff_max``,
+    with jitter (a retry waits between half and all of that)."""
     deps = [depends_on] if isinstance(depends_on, str | Job) else list(depends_on)
     return Options(
         watchdog_s=watchdog,
@@ -444,6 +471,8 @@ def make_options(
         id=id,
         depends_on=tuple(dep.id if isinstance(dep, Job) else dep for dep in deps),
         after_any=after_any,
+        backoff_s=backoff,
+        backoff_max_s=backoff_max,
     )
 
 

@@ -52,6 +52,8 @@ class Settings:
         kill_grace: seconds between SIGTERM and SIGKILL when a job is killed.
         result_ttl: seconds a finished job record is kept.
         output_cap: bytes of stdout and of stderr kept in the record (the tail, with a marker).
+        spec_limit: bytes a job's spec (command, env, or call arguments, as JSON) may take; a
+            bigger one is refused at submit.
     """
 
     policy: str = "least-loaded"
@@ -62,6 +64,7 @@ class Settings:
     kill_grace: float = 2.0
     result_ttl: int = 7 * 24 * 3600
     output_cap: int = 1024 * 1024
+    spec_limit: int = 1024 * 1024
 
     def validate(self, policy_check: Callable[[str], object] | None = None) -> Settings:
         _non_negative("max_jobs_per_worker", self.max_jobs_per_worker)
@@ -71,6 +74,7 @@ class Settings:
         _non_negative("kill_grace", self.kill_grace)
         _positive("result_ttl", self.result_ttl)
         _positive("output_cap", self.output_cap)
+        _positive("spec_limit", self.spec_limit)
         if policy_check is not None:
             policy_check(self.policy)
         return self

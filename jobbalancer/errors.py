@@ -20,6 +20,10 @@ class InvalidSetting(JobBalancerError, ValueError):
     """A setting with an unknown name or a value out of range."""
 
 
+class CorruptRecord(JobBalancerError):
+    """A job record in Redis that cannot be read (a status jobbalancer does not know)."""
+
+
 class RedisUnavailable(JobBalancerError):
     """Redis did not answer at the configured URL."""
 

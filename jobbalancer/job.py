@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from jobbalancer.errors import InvalidJob
+from jobbalancer.errors import CorruptRecord, InvalidJob
 
 # Exit codes a waiting `jb submit --wait` reports for outcomes that are not a process exit.
 EXIT_TIMED_OUT = 124
@@ -26,6 +26,18 @@ ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
 QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 FUNC_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 PRIORITY_LIMIT = 1_000_000
+BACKOFF_LIMIT_S = 7 * 24 * 3600.0
+
+
+def _number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _check_backoff(backoff_s: float, backoff_max_s: float) -> None:
+    if not (_number(backoff_s) and 0 <= backoff_s <= BACKOFF_LIMIT_S):
+        raise InvalidJob(f"backoff must be from 0 to {BACKOFF_LIMIT_S:g} seconds, got {backoff_s!r}")
+    if not (_number(backoff_max_s) and 0 < backoff_max_s <= BACKOFF_LIMIT_S):
+        raise InvalidJob(f"backoff_max must be > 0 and at most {BACKOFF_LIMIT_S:g} seconds, got {backoff_max_s!r}")
 
 
 class Status(StrEnum):
@@ -60,6 +72,8 @@ class Options:
     id: str | None = None
     depends_on: tuple[str, ...] = ()
     after_any: bool = False
+    backoff_s: float = 0.0
+    backoff_max_s: float = 300.0
 
     def validated(self) -> Options:
         if self.watchdog_s is not None and not (math.isfinite(self.watchdog_s) and self.watchdog_s > 0):
@@ -68,6 +82,7 @@ class Options:
             raise InvalidJob(f"queue {self.queue!r} is not a valid name (letters, digits, '.', '_', '-'; at most 64)")
         if not (isinstance(self.retries, int) and 0 <= self.retries <= 100):
             raise InvalidJob(f"retries must be an integer from 0 to 100, got {self.retries!r}")
+        _check_backoff(self.backoff_s, self.backoff_max_s)
         if not (isinstance(self.priority, int) and abs(self.priority) <= PRIORITY_LIMIT):
             raise InvalidJob(f"priority must be an integer within ±{PRIORITY_LIMIT}, got {self.priority!r}")
         if self.id is not None and not ID_PATTERN.match(self.id):
@@ -84,7 +99,8 @@ class Options:
 
 @dataclass(frozen=True)
 class Spec:
-    """What to run: a shell command, or a Python callable by import path."""
+    """What to run: a shell command, a program with its arguments (``argv``, no shell), or a Python
+    callable by import path."""
 
     kind: Kind
     command: str | None = None
@@ -93,16 +109,24 @@ class Spec:
     func: str | None = None
     args: tuple[Any, ...] = ()
     kwargs: Mapping[str, Any] = field(default_factory=dict)
+    argv: tuple[str, ...] = ()
 
     @classmethod
     def for_command(cls, command: str, cwd: str | None = None, env: Mapping[str, str] | None = None) -> Spec:
         if not isinstance(command, str) or not command.strip():
             raise InvalidJob("command must be a non-empty string")
-        env = dict(env or {})
-        for key, value in env.items():
-            if not isinstance(key, str) or not key or "=" in key or not isinstance(value, str):
-                raise InvalidJob(f"env entry {key!r} is not NAME=string")
-        return cls(Kind.COMMAND, command=command, cwd=cwd, env=env)
+        if "\0" in command:
+            raise InvalidJob("command holds a NUL character")
+        return cls(Kind.COMMAND, command=command, cwd=_checked_cwd(cwd), env=_checked_env(env))
+
+    @classmethod
+    def for_argv(cls, argv: Any, cwd: str | None = None, env: Mapping[str, str] | None = None) -> Spec:
+        """A program run directly with these arguments: no shell, so nothing in them is interpreted."""
+        if isinstance(argv, str) or not isinstance(argv, list | tuple) or not argv:
+            raise InvalidJob("argv must be a non-empty list of strings: the program, then its arguments")
+        if not all(isinstance(arg, str) and "\0" not in arg for arg in argv) or not argv[0]:
+            raise InvalidJob("argv must hold strings without NUL characters, the first one not empty")
+        return cls(Kind.COMMAND, cwd=_checked_cwd(cwd), env=_checked_env(env), argv=tuple(argv))
 
     @classmethod
     def for_call(cls, func: str | Callable[..., Any], args: Any = (), kwargs: Mapping[str, Any] | None = None) -> Spec:
@@ -113,7 +137,7 @@ class Spec:
 
     def to_wire(self) -> dict[str, Any]:
         if self.kind is Kind.COMMAND:
-            wire: dict[str, Any] = {"command": self.command}
+            wire: dict[str, Any] = {"argv": list(self.argv)} if self.argv else {"command": self.command}
             if self.cwd:
                 wire["cwd"] = self.cwd
             if self.env:
@@ -136,6 +160,8 @@ class Spec:
             raise InvalidJob(f"spec is not valid JSON: {exc}") from None
         if not isinstance(wire, dict):
             raise InvalidJob("spec must be a JSON object")
+        if kind == Kind.COMMAND and "argv" in wire:
+            return cls.for_argv(wire["argv"], wire.get("cwd"), wire.get("env"))
         if kind == Kind.COMMAND:
             return cls.for_command(wire.get("command"), wire.get("cwd"), wire.get("env"))  # type: ignore[arg-type]
         if kind == Kind.CALL:
@@ -144,6 +170,24 @@ class Spec:
                 raise InvalidJob("call args must be a list and kwargs an object")
             return cls.for_call(wire.get("func", ""), args, kwargs)
         raise InvalidJob(f"unknown job kind {kind!r}")
+
+
+def _checked_cwd(cwd: Any) -> str | None:
+    if cwd is not None and not (isinstance(cwd, str) and "\0" not in cwd):
+        raise InvalidJob(f"cwd must be a directory path, got {cwd!r}")
+    return cwd or None
+
+
+def _checked_env(env: Any) -> dict[str, str]:
+    if env is not None and not isinstance(env, Mapping):
+        raise InvalidJob("env must be an object of NAME: string")
+    checked = dict(env or {})
+    for key, value in checked.items():
+        if not isinstance(key, str) or not key or "=" in key or "\0" in key or not isinstance(value, str):
+            raise InvalidJob(f"env entry {key!r} is not NAME=string")
+        if "\0" in value:
+            raise InvalidJob(f"env entry {key!r} holds a NUL character")
+    return checked
 
 
 def func_path(func: str | Callable[..., Any]) -> str:
@@ -183,6 +227,9 @@ def submit_argv(job_id: str, spec: Spec, options: Options, extra: Mapping[str, A
     fields = record_fields(spec, options.validated())
     argv = [job_id, *(fields[name] for name in SUBMIT_FIELDS)]
     more = dict(extra or {})
+    if options.backoff_s > 0:  # read by complete.lua when a failed attempt is retried
+        backoff = {"backoff": repr(float(options.backoff_s)), "backoff_max": repr(float(options.backoff_max_s))}
+        more["fields"] = {**more.get("fields", {}), **backoff}
     if options.depends_on:
         more["deps"] = list(dict.fromkeys(options.depends_on))
         more["after"] = "any" if options.after_any else "all"
@@ -204,12 +251,34 @@ def check_submitted(job_id: str, reply: Any) -> bool:
     return bool(reply == 1)
 
 
+# Record fields are read leniently: a field that does not parse (a record edited by hand) reads
+# as absent instead of making the whole record unreadable.
 def _float(value: str | None) -> float | None:
-    return float(value) if value else None
+    try:
+        return float(value) if value else None
+    except ValueError:
+        return None
 
 
 def _int(value: str | None) -> int | None:
-    return int(value) if value not in (None, "") else None
+    try:
+        return int(value) if value not in (None, "") else None
+    except ValueError:
+        return None
+
+
+def _json(text: str | None) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return text
+
+
+def _status(job_id: str, text: str) -> Status:
+    try:
+        return Status(text)
+    except ValueError:
+        raise CorruptRecord(f"job {job_id} has an unknown status {text!r} (its record was edited by hand?)") from None
 
 
 @dataclass(frozen=True)
@@ -257,7 +326,7 @@ class Record:
             kind=raw.get("kind", ""),
             spec=spec if isinstance(spec, dict) else {"unparsed": spec_text},
             queue=raw.get("queue", ""),
-            status=Status(raw.get("status", "queued")),
+            status=_status(job_id, raw.get("status", "queued")),
             worker=raw.get("worker") or None,
             attempts=_int(raw.get("attempts")) or 0,
             exit_code=_int(raw.get("exit_code")),
@@ -269,7 +338,7 @@ class Record:
             started_at=_float(raw.get("started_at")),
             finished_at=_float(raw.get("finished_at")),
             error=raw.get("error") or None,
-            result=json.loads(result_text) if result_text else None,
+            result=_json(result_text),
             stdout=raw.get("stdout", ""),
             stderr=raw.get("stderr", ""),
             depends_on=tuple(raw.get("depends_on", "").split()),

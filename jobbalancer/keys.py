@@ -6,19 +6,23 @@ key                            type    holds
 ``<p>:inbox``                  stream  submitted jobs not yet placed; consumer group ``balancers``
 ``<p>:job:<id>``               hash    the job record (spec, status, worker, attempts, times, ...)
 ``<p>:job:<id>:out``           stream  live output chunks (``fd``, ``data``) and an ``end`` marker
+``<p>:job:<id>:deps``          set     dependencies a waiting job still waits for (gone once met)
+``<p>:job:<id>:dependents``    set     jobs waiting for this one (settled when it finishes)
 ``<p>:jobs``                   zset    job id -> created_at, the index ``jb jobs`` reads
 ``<p>:waiting:<queue>``        zset    jobs waiting for a slot; score -priority, member seq:id (FIFO)
 ``<p>:waitq``                  set     queues whose waiting zset is not empty
 ``<p>:seq``                    string  counter giving waiting members their FIFO order
 ``<p>:w:<name>``               hash    worker facts and load: host, pid, queues, slots, cpu, ...
 ``<p>:w:<name>:jobs``          stream  jobs assigned to that worker; consumer group ``worker``
-``<p>:w:<name>:ctl``           stream  control messages to that worker (cancel)
+``<p>:w:<name>:ctl``           stream  control messages to that worker (cancel, drain, resume)
 ``<p>:workers``                zset    worker name -> last heartbeat (Redis clock, ms)
 ``<p>:leader``                 string  the active balancer's lease token ``<epoch>:<owner>``, PX
 ``<p>:leader:epoch``           string  fencing epoch, incremented on every lease acquisition
 ``<p>:deadlines``              zset    running job id -> watchdog deadline (Redis clock, ms)
 ``<p>:events``                 stream  job state transitions (capped)
 ``<p>:dead``                   stream  jobs that ran out of attempts or could not be parsed
+``<p>:delayed``                zset    job id -> when (Redis ms) its retry re-enters the waiting set
+``<p>:queue:<name>``           hash    a queue's retry defaults: retries, backoff, backoff_max
 ``<p>:config``                 hash    live settings: policy, max_jobs_per_worker, ...
 =============================  ======  ==========================================================
 
@@ -75,11 +79,24 @@ class Keys:
     def config(self) -> str:
         return f"{self.prefix}:config"
 
+    @property
+    def delayed(self) -> str:
+        return f"{self.prefix}:delayed"
+
+    def queue(self, name: str) -> str:
+        return f"{self.prefix}:queue:{name}"
+
     def job(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}"
 
     def output(self, job_id: str) -> str:
         return f"{self.prefix}:job:{job_id}:out"
+
+    def deps(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:deps"
+
+    def dependents(self, job_id: str) -> str:
+        return f"{self.prefix}:job:{job_id}:dependents"
 
     def waiting(self, queue: str) -> str:
         return f"{self.prefix}:waiting:{queue}"

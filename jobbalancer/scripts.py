@@ -32,6 +32,7 @@ NAMES = (
     "lease",
     "due",
     "audit",
+    "delayed",
 )
 
 

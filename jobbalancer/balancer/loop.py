@@ -29,6 +29,7 @@ from jobbalancer.balancer.lease import DEFAULT_LEASE_MS, Lease
 from jobbalancer.balancer.plan import WORKER_FIELDS, Head, Op, parse_head, plan_pass, worker_view
 from jobbalancer.balancer.policies import JobView, LeastLoaded, Policy, WorkerView, check_policy, load_policy
 from jobbalancer.balancer.reclaim import Liveness, drop_stale_head, reclaim_dead_workers, time_out_overdue
+from jobbalancer.balancer.retries import requeue_due_retries
 from jobbalancer.balancer.steal import steal_for_idle
 from jobbalancer.config import Settings
 from jobbalancer.connection import connect
@@ -333,6 +334,7 @@ class Balancer:
         reclaim_dead_workers(self._client, self._scripts, self.keys, token, now_ms, timeout_s, self._liveness)
         time_out_overdue(self._client, self._scripts, self.keys, token, now_ms, settings)
         self._audit.step(self._client, self._scripts, self.keys, token)
+        requeue_due_retries(self._client, self._scripts, self.keys, token)
 
     def _apply_config(self, raw: Mapping[str, str]) -> None:
         """Adopt the config hash; a value that does not validate keeps the previous one, logged once."""

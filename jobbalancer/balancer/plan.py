@@ -24,6 +24,7 @@ Chooser = Callable[[JobView, Sequence[WorkerView]], WorkerView]
 WORKER_FIELDS = ("slots", "queues", "cpu", "mem", "load1", "state")
 DRAINING = "draining"
 _QUEUE_SPLIT = re.compile(r"[,\s]+")
+RAW_LIMIT = 4096
 
 
 @dataclass(frozen=True)
@@ -70,7 +71,10 @@ def parse_entry(entry: str, fields: Mapping[str, str] | None) -> Inbound | Op:
         return {"o": "x", "e": entry}
     problem = _problem(fields)
     if problem is not None:
-        op = {"o": "d", "e": entry, "why": problem, "raw": json.dumps(dict(fields), sort_keys=True)}
+        raw = json.dumps(dict(fields), sort_keys=True)
+        if len(raw) > RAW_LIMIT:  # a dead letter keeps the start of a huge entry, not all of it
+            raw = raw[:RAW_LIMIT] + f"... [{len(raw) - RAW_LIMIT} more characters]"
+        op = {"o": "d", "e": entry, "why": problem, "raw": raw}
         if fields.get("id"):
             op["id"] = fields["id"]
         return op

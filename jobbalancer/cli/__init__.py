@@ -6,6 +6,7 @@ import click
 
 from jobbalancer.cli.base import Main
 from jobbalancer.cli.bench import bench
+from jobbalancer.cli.dead import dead, retries
 from jobbalancer.cli.jobs import cancel, delete, jobs, logs, restart, result, status, submit
 from jobbalancer.cli.procs import balancer, up, worker
 from jobbalancer.cli.schedule import schedule, scheduler
@@ -43,6 +44,8 @@ for command in (
     web,
     schedule,
     scheduler,
+    dead,
+    retries,
 ):
     main.add_command(command)
 

@@ -65,6 +65,8 @@ class Main(click.Group):
         except redis.RedisError as exc:
             url = ctx.obj.url if isinstance(ctx.obj, CliContext) else "?"
             fail(f"Redis at {url}: {exc}")
+        except UnicodeEncodeError as exc:  # an argument with bytes that are not UTF-8 (a shell passes any)
+            fail(f"an argument is not valid UTF-8 text: {exc.object[exc.start : exc.end]!r}", code=2)
 
 
 def fail(message: str, code: int = 1) -> None:

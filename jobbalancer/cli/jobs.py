@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 
@@ -37,11 +38,14 @@ def stream_output(client: Client, job_id: str) -> Record:
 
 
 @click.command()
-@click.argument("command")
+@click.argument("command", nargs=-1, required=True, metavar="COMMAND")
+@click.option("--argv", "as_argv", is_flag=True, help="COMMAND is a program and its arguments, run without a shell.")
 @click.option("--watchdog", type=float, metavar="S", help="Kill the job (whole process tree) after S seconds.")
 @click.option("--realtime", is_flag=True, help="Reject at once if no worker has a free slot.")
 @click.option("--queue", default="default", show_default=True, help="Queue the job goes to.")
 @click.option("--retries", type=int, default=0, show_default=True, help="Extra attempts after a failure.")
+@click.option("--backoff", type=float, default=0.0, metavar="S", help="Wait S s before a retry, doubling each time.")
+@click.option("--backoff-max", type=float, default=300.0, show_default=True, metavar="S", help="Longest backoff.")
 @click.option("--id", "job_id", help="Your own id; submitting an existing id returns that job.")
 @click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first among waiting jobs.")
 @click.option("--cwd", help="Working directory on the worker.")
@@ -52,11 +56,14 @@ def stream_output(client: Client, job_id: str) -> Record:
 @click.pass_context
 def submit(
     ctx: click.Context,
-    command: str,
+    command: tuple[str, ...],
+    as_argv: bool,
     watchdog: float | None,
     realtime: bool,
     queue: str,
     retries: int,
+    backoff: float,
+    backoff_max: float,
     job_id: str | None,
     priority: int,
     cwd: str | None,
@@ -69,19 +76,23 @@ def submit(
     at: str | None,
     cron: str | None,
 ) -> None:
-    """Submit a shell COMMAND; prints the job id."""
+    """Submit a shell COMMAND; prints the job id. With --argv, COMMAND is PROG ARG... (after --), no shell."""
+    if not as_argv and len(command) != 1:
+        raise InvalidJob("a shell COMMAND is one argument (quote it); --argv -- PROG ARG... runs without a shell")
     client = pass_client(ctx)
     job = client.submit(
-        command,
+        list(command) if as_argv else command[0],
         cwd=cwd,
         env=parse_env(env_pairs),
         watchdog=watchdog,
         realtime=realtime,
         queue=queue,
         retries=retries,
+        backoff=backoff,
+        backoff_max=backoff_max,
         id=job_id,
         priority=priority,
-        **later_kwargs(after, after_any, delay, at, cron),
+        **later_kwargs(after, after_any, delay, at, cron, wait),
     )
     if not wait:
         echo_json(job.info()) if as_json else click.echo(job.id)
@@ -184,6 +195,8 @@ def describe(record: Record) -> str:
     if record.kind == Kind.CALL:
         args = ", ".join(json.dumps(a) for a in spec.get("args", []))
         return f"{spec.get('func')}({args})"
+    if isinstance(spec.get("argv"), list):
+        return shlex.join(str(arg) for arg in spec["argv"])
     return str(spec.get("command", ""))
 
 

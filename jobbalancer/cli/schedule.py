@@ -17,8 +17,9 @@ from rich.table import Table
 from jobbalancer.cli.base import CliContext, echo_json, pass_client, setup_logging
 from jobbalancer.compat.scheduler import SchedulerLoop
 from jobbalancer.errors import InvalidJob
-from jobbalancer.schedule import cancel as cancel_entry
-from jobbalancer.schedule import entries, parse_at, parse_duration
+from jobbalancer.schedule.store import cancel as cancel_entry
+from jobbalancer.schedule.store import entries
+from jobbalancer.schedule.when import parse_at, parse_duration
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -38,11 +39,13 @@ def later_options(command: F) -> F:
 
 
 def later_kwargs(
-    after: tuple[str, ...], after_any: bool, delay: str | None, at: str | None, cron: str | None
+    after: tuple[str, ...], after_any: bool, delay: str | None, at: str | None, cron: str | None, wait: bool = False
 ) -> dict[str, Any]:
     """``Client.submit`` keyword arguments for :func:`later_options`' values."""
     if after_any and not after:
         raise InvalidJob("--after-any needs --after ID")
+    if cron is not None and wait:
+        raise InvalidJob("--wait cannot wait for a cron schedule, which goes on; wait for one of its runs")
     return {
         "depends_on": after,
         "after_any": after_any,
@@ -68,7 +71,8 @@ def list_(ctx: click.Context, as_json: bool) -> None:
         echo_json([entry.to_dict() for entry in found])
         return
     table = Table(box=None, header_style="bold")
-    for column in ("id", "next run", "schedule", "queue", "what"):
+    table.add_column("id", no_wrap=True, min_width=max((len(entry.id) for entry in found), default=2))
+    for column in ("next run", "schedule", "queue", "what"):
         table.add_column(column)
     for entry in found:
         when = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(entry.due_at))
@@ -85,7 +89,7 @@ def cancel(ctx: click.Context, job_id: str) -> None:
     client = pass_client(ctx)
     outcome = cancel_entry(client.redis, client.scripts, client.prefix, job_id)
     messages = {"cancelled": "cancelled", "removed": "removed from rq-scheduler's schedule"}
-    click.echo(f"{job_id}: {messages.get(outcome, f'not scheduled any more ({outcome})')}")
+    click.echo(f"{job_id}: {messages.get(outcome, outcome)}")
 
 
 @click.command()

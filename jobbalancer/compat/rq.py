@@ -8,7 +8,8 @@ record. It is also the queue class rq-scheduler hands due jobs to
 (``Scheduler(queue_class="jobbalancer.compat.rq.Queue", connection=...)``).
 
 What maps: ``job_timeout`` (default: the queue's, 180 s as in rq; -1 none) -> watchdog,
-``job_id`` -> id, ``retry=Retry(max=N)`` -> retries N (immediately, intervals are not kept),
+``job_id`` -> id, ``retry=Retry(max=N, interval=...)`` -> retries N with a backoff (the first
+interval its base, the largest its cap),
 ``meta`` and ``result_ttl`` (-1 keeps it) -> the record, ``depends_on`` (ids, jobs or a
 ``Dependency``; ``allow_failure`` -> after any) -> dependencies, ``at_front`` -> top priority.
 Refused with a clear error: bound methods and callable objects, callbacks, arguments or meta
@@ -17,8 +18,9 @@ that JSON cannot carry. Ignored: ``ttl``, ``failure_ttl``, ``description``, ``pi
 
 from __future__ import annotations
 
+import inspect
 import json
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from weakref import WeakKeyDictionary
@@ -29,16 +31,17 @@ from rq import Queue as RqQueue
 from rq.exceptions import DuplicateJobError, InvalidJobOperation, NoSuchJobError
 from rq.job import Job as RqJob
 from rq.job import JobStatus
+from rq.queue import EnqueueData
 
 from jobbalancer.client import Client
 from jobbalancer.client import Job as Handle
 from jobbalancer.compat.args import check_json_args, check_json_value
 from jobbalancer.config import key_prefix
+from jobbalancer.defaults import SubmitRules
 from jobbalancer.errors import InvalidJob, NoSuchJob
 from jobbalancer.job import PRIORITY_LIMIT, Kind, Options, Record, Spec, Status, check_submitted, submit_argv
-from jobbalancer.schedule import When, file_job, hand_over, twin
-from jobbalancer.schedule.store import is_repeating, run_id, schedule_score, settle_entry
-from jobbalancer.schedule.when import aware
+from jobbalancer.schedule.store import file_job, hand_over, is_repeating, run_id, schedule_score, settle_entry, twin
+from jobbalancer.schedule.when import When, aware
 
 STATUS = {
     Status.SCHEDULED: JobStatus.SCHEDULED,
@@ -54,6 +57,7 @@ STATUS = {
 CALLBACKS = ("_success_callback_name", "_failure_callback_name", "_stopped_callback_name")
 
 _clients: WeakKeyDictionary[redis.ConnectionPool, dict[str, Client]] = WeakKeyDictionary()
+_rules: WeakKeyDictionary[Client, SubmitRules] = WeakKeyDictionary()
 
 
 def client_for(connection: redis.Redis, prefix: str | None = None) -> Client:
@@ -63,6 +67,13 @@ def client_for(connection: redis.Redis, prefix: str | None = None) -> Client:
     if chosen not in made:
         made[chosen] = Client(prefix=chosen, connection=twin(connection, decode=True))
     return made[chosen]
+
+
+def rules_for(client: Client) -> SubmitRules:
+    """The submit rules a Client applies (cached per client), for jobs submitted here directly."""
+    if client not in _rules:
+        _rules[client] = SubmitRules(client.redis, client.keys)
+    return _rules[client]
 
 
 def func_path(name: str | None) -> str:
@@ -96,6 +107,7 @@ def convert(
     args, kwargs = tuple(job.args), dict(job.kwargs)
     check_json_args(path, args, kwargs)
     timeout = job.timeout if job.timeout is not None else default_timeout
+    intervals = [float(i) for i in job.retry_intervals or [] if i and i > 0]
     options = Options(
         watchdog_s=None if timeout is None or timeout < 0 else float(timeout),
         queue=queue,
@@ -104,6 +116,9 @@ def convert(
         id=job.id,
         depends_on=tuple(job._dependency_ids),
         after_any=bool(job.allow_dependency_failures) and bool(job._dependency_ids),
+        # rq waits its intervals between retries; jobbalancer's backoff doubles from a base up to a cap
+        backoff_s=intervals[0] if intervals else 0.0,
+        backoff_max_s=max(intervals) if intervals else 300.0,
     ).validated()
     fields: dict[str, str] = {}
     meta = stored_meta(job.meta)
@@ -191,7 +206,7 @@ class Job(RqJob):
 
     def _map(self, record: Record) -> JobStatus:
         if record.status is Status.QUEUED and record.depends_on:
-            waiting: Any = self.jb.client.redis.scard(self.jb.client.keys.job(self.id) + ":deps")
+            waiting: Any = self.jb.client.redis.scard(self.jb.client.keys.deps(self.id))
             if waiting:
                 return JobStatus.DEFERRED
         return STATUS[record.status]
@@ -289,6 +304,11 @@ class Queue(RqQueue):
     def client(self) -> Client:
         return client_for(self.connection, self.prefix)
 
+    def _convert(self, job: RqJob, at_front: bool) -> tuple[Spec, Options, dict[str, str]]:
+        """:func:`convert`, then the cluster's rules (spec size limit, the queue's retry defaults)."""
+        spec, options, fields = convert(job, self.name, self._default_timeout, at_front or bool(job.enqueue_at_front))
+        return spec, rules_for(self.client).prepare(spec, options), fields
+
     def enqueue_job(
         self, job: RqJob, pipeline: Pipeline | None = None, at_front: bool = False, unique: bool = False
     ) -> Job:
@@ -296,7 +316,7 @@ class Queue(RqQueue):
         client = self.client
         if "jb_id" in job.meta:  # filed by jobbalancer's own scheduling, now due
             return Job.bound(self.connection, client.job(hand_over(client.redis, client.scripts, job)))
-        spec, options, fields = convert(job, self.name, self._default_timeout, at_front or bool(job.enqueue_at_front))
+        spec, options, fields = self._convert(job, at_front)
         scheduled = schedule_score(job) is not None  # an entry of rq-scheduler's, due now
         job_id = run_id(job.id, job, client.redis) if scheduled and is_repeating(job) else job.id
         argv = submit_argv(job_id, spec, options, {"fields": fields} if fields else None)
@@ -307,6 +327,20 @@ class Queue(RqQueue):
             raise DuplicateJobError(f"Job with ID '{job_id}' already exists")
         return Job.bound(self.connection, client.job(job_id), job)
 
+    def enqueue_many(
+        self, job_datas: Iterable[EnqueueData], pipeline: Pipeline | None = None, group_id: str | None = None
+    ) -> list[RqJob]:
+        """Hand many jobs (from ``Queue.prepare_data``) to jobbalancer, one after another, in order.
+
+        A job's dependencies must come before it in the list (or exist already).
+        """
+        accepted = set(inspect.signature(self.create_job).parameters)
+        jobs: list[RqJob] = []
+        for data in job_datas:
+            fields = {name: value for name, value in data._asdict().items() if name in accepted}
+            jobs.append(self.enqueue_job(self.create_job(**fields), at_front=bool(data.at_front)))
+        return jobs
+
     def schedule_job(
         self, job: RqJob, datetime: datetime, pipeline: Pipeline | None = None, unique: bool = False
     ) -> Job:
@@ -315,7 +349,7 @@ class Queue(RqQueue):
         A naive ``datetime`` is local time, as in rq.
         """
         client = self.client
-        spec, options, fields = convert(job, self.name, self._default_timeout, bool(job.enqueue_at_front))
+        spec, options, fields = self._convert(job, False)
         filed = file_job(
             client.redis, client.scripts, client.prefix, job.id, spec, options, When(at=aware(datetime)), fields
         )

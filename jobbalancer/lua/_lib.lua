@@ -81,6 +81,37 @@ local function requeue(id)
   tick_if_waiting()
 end
 
+-- A failed attempt's retry: at once (requeue), or after the job's backoff: base * 2^(failures-1)
+-- seconds, capped at backoff_max, with "equal jitter" (between half and all of it; the entropy is
+-- Redis's clock, as math.random is seeded alike in every script). Meanwhile the job is 'queued'
+-- with retry_at set and sits in <p>:delayed, from which the leader requeues it (delayed.lua).
+local function retry_later(id, failures)
+  local jk = jobkey(id)
+  local base, cap = unpack(redis.call('HMGET', jk, 'backoff', 'backoff_max'))
+  base = tonumber(base) or 0
+  if base <= 0 then return requeue(id) end
+  local full_ms = 1000 * math.min(tonumber(cap) or 300, base * 2 ^ (failures - 1))
+  local t = redis.call('TIME')
+  local now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+  local due = now_ms + math.floor(full_ms / 2 + full_ms / 2 * (tonumber(t[2]) % 1000) / 1000)
+  redis.call('HSET', jk, 'status', 'queued', 'retry_at', due)
+  redis.call('HDEL', jk, 'worker', 'entry', 'started_at', 'cancel', 'wm')
+  redis.call('ZREM', P .. ':deadlines', id)
+  redis.call('ZADD', P .. ':delayed', due, id)
+  event(id, 'queued', '')
+end
+
+-- A failed job is copied to the dead letters when it had retries and spent them all, or when the
+-- worker could not parse it (the worker words that error "invalid job: ...").
+local function dead_if_spent(id, retries, err)
+  local n = tonumber(retries) or 0
+  if n > 0 then
+    dead(id, 'failed after ' .. n .. ' retries: ' .. (err or ''), '')
+  elseif string.sub(err or '', 1, 12) == 'invalid job:' then
+    dead(id, err, redis.call('HGET', jobkey(id), 'spec') or '')
+  end
+end
+
 -- Dependencies (see submit.lua): a job submitted with depends_on stays queued but in no inbox or
 -- waiting set while <p>:job:<id>:deps holds the ids it still waits for; each of those names it
 -- in its <p>:job:<dep>:dependents. Both jobs carry linked=1, so finish() settles only them.
@@ -128,7 +159,7 @@ local function finish(id, status, ...)
   local worker, own_ttl, linked = unpack(redis.call('HMGET', jk, 'worker', 'result_ttl', 'linked'))
   local ttl = tonumber(own_ttl) or setting('result_ttl')
   redis.call('HSET', jk, 'status', status, 'finished_at', secs, ...)
-  redis.call('HDEL', jk, 'wm', 'entry', 'cancel', 'seq')
+  redis.call('HDEL', jk, 'wm', 'entry', 'cancel', 'seq', 'retry_at')
   if ttl >= 0 then redis.call('EXPIRE', jk, ttl) end
   redis.call('ZREM', P .. ':deadlines', id)
   local out = jk .. ':out'

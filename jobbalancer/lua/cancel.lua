@@ -11,6 +11,7 @@ if st == 'scheduled' then
   local zset, sid, sjob = unpack(redis.call('HMGET', jk, 'sched_zset', 'sched_id', 'sched_job'))
   if zset and sid then redis.call('ZREM', zset, sid) end
   if sjob then redis.call('DEL', sjob) end
+  redis.call('HDEL', jk, 'sched_zset', 'sched_id', 'sched_job')
   finish(id, 'cancelled', 'exit_code', 130, 'error', 'cancelled before it was due')
   return 'cancelled'
 end

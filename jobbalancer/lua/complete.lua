@@ -1,5 +1,7 @@
 -- A worker records the outcome of one attempt, fenced: only the worker that owns the job at that
--- attempt may write it. A failed attempt with retries left goes back to waiting.
+-- attempt may write it. A failed attempt with retries left goes back to waiting (after its backoff,
+-- if it has one: retry_later in _lib.lua). A failed job that spent its retries, or that the worker
+-- could not even parse, is also copied to the dead letters.
 -- ARGV: prefix, worker, id, attempt, entry, status, exit_code, error, result, stdout, stderr
 -- Returns 1 recorded, 2 re-queued for a retry, 0 fenced out (not ours any more; nothing written).
 local me, id, attempt, entry, status = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
@@ -19,11 +21,12 @@ for i, name in ipairs(names) do
   end
 end
 if status == 'failed' and (tonumber(failures) or 0) < (tonumber(retries) or 0) then
-  redis.call('HINCRBY', jk, 'failures', 1)
+  local n = redis.call('HINCRBY', jk, 'failures', 1)
   if #extra > 0 then redis.call('HSET', jk, unpack(extra)) end
-  requeue(id)
+  retry_later(id, n)
   return 2
 end
 finish(id, status, unpack(extra))
+if status == 'failed' then dead_if_spent(id, retries, ARGV[8]) end
 tick_if_waiting()
 return 1

@@ -43,6 +43,8 @@ for i, op in ipairs(ops) do
         finish(op.id, 'rejected', 'exit_code', 75, 'error', 'realtime job: no worker of queue ' .. q .. ' had a free slot')
       end
       r = 1
+    elseif not st and op.e then
+      dead(op.id, 'inbox entry names job ' .. op.id .. ', which has no record (never submitted, deleted or expired)', '')
     end
   end
   -- Acked only once its op is done: a script error (OOM, WRONGTYPE) leaves the entry pending.

@@ -14,6 +14,8 @@ for _, e in ipairs(reply[1][2]) do
     for _, v in ipairs({e[1], f.id, f.attempt, f.kind or '', f.spec or '', f.watchdog or ''}) do
       out[#out + 1] = v
     end
+  elseif not f.id then
+    drop_entry(me, e[1])  -- names no job: nothing to run, and it must not hold a slot
   end
 end
 return out

@@ -11,6 +11,7 @@ in rq-scheduler's (pickled) entry: spec and arguments stay in the JSON record.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
@@ -28,7 +29,7 @@ from rq.job import Job as RqJob
 from rq_scheduler import Scheduler
 from rq_scheduler.utils import get_next_scheduled_time, to_unix
 
-from jobbalancer.errors import InvalidJob, NoSuchJob
+from jobbalancer.errors import InvalidJob, JobStateError, NoSuchJob
 from jobbalancer.job import Kind, Options, Record, Spec, Status, check_submitted, submit_argv
 from jobbalancer.keys import Keys
 from jobbalancer.schedule.when import When
@@ -112,12 +113,17 @@ def file_job(
     if not check_submitted(job_id, scripts.submit(prefix, *submit_argv(job_id, spec, options, extra))):
         return False
     meta = {"jb_prefix": prefix, "jb_id": job_id}
-    if when.cron is not None:
-        scheduler.cron(when.cron, DUE_FUNC, id=rq_id, queue_name=options.queue, meta=meta)
-    else:
-        scheduler.enqueue_at(
-            datetime.fromtimestamp(due, UTC), DUE_FUNC, job_id=rq_id, queue_name=options.queue, meta=meta
-        )
+    try:
+        if when.cron is not None:
+            scheduler.cron(when.cron, DUE_FUNC, id=rq_id, queue_name=options.queue, meta=meta)
+        else:
+            moment = datetime.fromtimestamp(due, UTC)
+            scheduler.enqueue_at(moment, DUE_FUNC, job_id=rq_id, queue_name=options.queue, meta=meta)
+    except Exception:
+        # nothing would ever make the record due: cancel it (if Redis lets us) rather than leave it scheduled
+        with contextlib.suppress(redis.RedisError):
+            scripts.cancel(prefix, job_id)
+        raise
     return True
 
 
@@ -240,14 +246,17 @@ def cancel(conn: redis.Redis, scripts: Any, prefix: str, job_id: str) -> str:
     by an rq-scheduler user is removed from rq-scheduler.
 
     Returns:
-        ``'cancelled'``, ``'removed'``, or the status of a native job that is no longer scheduled.
+        ``'cancelled'`` or ``'removed'``.
 
     Raises:
         NoSuchJob: neither a job record nor a schedule entry has that id.
+        JobStateError: the job is not scheduled (any more).
     """
     status: Any = conn.hget(Keys(prefix).job(job_id), "status")
+    if status is not None and status != Status.SCHEDULED:
+        raise JobStateError(f"job {job_id} is {status}, not scheduled; `jb cancel` cancels a job that is not")
     if status is not None:
-        return str(scripts.cancel(prefix, job_id)) if status == Status.SCHEDULED else str(status)
+        return str(scripts.cancel(prefix, job_id))
     raw = twin(conn, decode=False)
     if raw.zscore(Scheduler.scheduled_jobs_key, job_id) is None:
         raise NoSuchJob(job_id)

@@ -1,13 +1,13 @@
-"""Running a shell command job: ``/bin/sh -c <command>`` in its own session, output streamed live."""
+"""Running a command job: ``/bin/sh -c <command>`` (or its ``argv``, without a shell) in its own
+session, output streamed live."""
 
 from __future__ import annotations
 
 import os
+import selectors
 import signal
 import subprocess
 import threading
-from collections.abc import Callable
-from typing import IO
 
 from jobbalancer.job import Spec, Status
 from jobbalancer.worker.kill import kill_tree, signal_group
@@ -18,6 +18,7 @@ from jobbalancer.worker.running import Context, JobRun, Outcome, killed_outcome,
 # escaped the job's group (setsid) and still holds a pipe makes this wait run out.
 DRAIN_S = 2.0
 _READ_BYTES = 65536
+EXIT_POLL_S = 0.05  # how soon an exit is noticed while an escaped process keeps a pipe open
 
 
 def run_command(run: JobRun, spec: Spec, ctx: Context) -> Outcome | None:
@@ -35,7 +36,7 @@ def run_command(run: JobRun, spec: Spec, ctx: Context) -> Outcome | None:
     env = {**os.environ, **spec.env, "JB_JOB_ID": job.id, "JB_ATTEMPT": job.attempt}
     try:
         proc = subprocess.Popen(
-            ["/bin/sh", "-c", spec.command or ""],
+            list(spec.argv) if spec.argv else ["/bin/sh", "-c", spec.command or ""],  # argv: no shell at all
             cwd=spec.cwd or None,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -48,14 +49,13 @@ def run_command(run: JobRun, spec: Spec, ctx: Context) -> Outcome | None:
     assert proc.stdout is not None and proc.stderr is not None
     ctx.guardian.watch(proc.pid)
     exited = threading.Event()
-    readers = [_start(_pump, proc.stdout, 1, out), _start(_pump, proc.stderr, 2, out)]
-    _start(_reap, proc, exited, run.wake)
+    follower = threading.Thread(target=_follow, args=(proc, out, exited, run.wake), daemon=True)
+    follower.start()
     reason = supervise(run, exited, lambda: kill_tree(proc.pid, ctx.settings().kill_grace, exited))
     # A job is its process tree: whatever the command left running in its group goes with it.
     signal_group(proc.pid, signal.SIGKILL)
     ctx.guardian.forget(proc.pid)
-    for reader in readers:
-        reader.join(DRAIN_S)
+    follower.join(DRAIN_S)
     out.close()
     if reason is not None:
         return killed_outcome(run, reason, out)
@@ -77,21 +77,30 @@ def signal_name(number: int) -> str:
         return f"signal {number}"
 
 
-def _start(target: Callable[..., None], *args: object) -> threading.Thread:
-    thread = threading.Thread(target=target, args=args, daemon=True)
-    thread.start()
-    return thread
+def _follow(proc: subprocess.Popen[bytes], out: Output, exited: threading.Event, wake: threading.Event) -> None:
+    """Copy both pipes into the job's output until end of file, and reap the process.
 
-
-def _pump(pipe: IO[bytes], fd: int, out: Output) -> None:
-    """Copy one pipe into the job's output until end of file."""
-    with pipe:
-        while chunk := os.read(pipe.fileno(), _READ_BYTES):
-            out.write_bytes(fd, chunk)
-    out.end(fd)
-
-
-def _reap(proc: subprocess.Popen[bytes], exited: threading.Event, wake: threading.Event) -> None:
+    One thread per job does it all. ``exited`` is set once the process is reaped, or as soon as
+    it has exited while something it left behind (``setsid``) still holds a pipe open.
+    """
+    assert proc.stdout is not None and proc.stderr is not None
+    pipes = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2}
+    with selectors.DefaultSelector() as selector:
+        for fd in pipes:
+            selector.register(fd, selectors.EVENT_READ)
+        while pipes:
+            for key, _events in selector.select(None if exited.is_set() else EXIT_POLL_S):
+                chunk = os.read(key.fd, _READ_BYTES)
+                if chunk:
+                    out.write_bytes(pipes[key.fd], chunk)
+                else:
+                    selector.unregister(key.fd)
+                    out.end(pipes.pop(key.fd))
+            if not exited.is_set() and proc.poll() is not None:
+                exited.set()
+                wake.set()
+    proc.stdout.close()
+    proc.stderr.close()
     proc.wait()
     exited.set()
     wake.set()

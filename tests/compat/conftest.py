@@ -14,7 +14,7 @@ from rq_scheduler import Scheduler
 
 from jobbalancer.errors import NoSuchJob
 from jobbalancer.job import Status
-from tests.e2e.conftest import Cluster, cluster  # noqa: F401 - the fixture, shared with tests/e2e
+from tests.e2e.conftest import Cluster, cluster  # noqa: F401 - the e2e fixture, used here too
 from tests.helpers import wait_for
 
 SCHEDULER_INTERVAL_S = "0.2"
@@ -37,22 +37,23 @@ def raw(redis_url: str) -> Iterator[redis.Redis]:
 
 
 @pytest.fixture
-def scheduling(cluster: Cluster, raw: redis.Redis) -> Cluster:
+def scheduling(request: pytest.FixtureRequest, raw: redis.Redis) -> Cluster:
     """A balancer, two workers and ``jb scheduler`` passing every 0.2 s."""
-    cluster.balancer()
-    cluster.worker("w1")
-    cluster.worker("w2")
-    cluster.spawn("scheduler", "scheduler", "--interval", SCHEDULER_INTERVAL_S)
+    the_cluster: Cluster = request.getfixturevalue("cluster")
+    the_cluster.balancer()
+    the_cluster.worker("w1")
+    the_cluster.worker("w2")
+    the_cluster.spawn("scheduler", "scheduler", "--interval", SCHEDULER_INTERVAL_S)
     wait_for(lambda: raw.keys(f"{Scheduler.redis_scheduler_namespace_prefix}*"), 15, what="the scheduler up")
-    return cluster
+    return the_cluster
 
 
-def has_status(cluster: Cluster, job_id: str, status: Status) -> bool:
+def has_status(on: Cluster, job_id: str, status: Status) -> bool:
     try:
-        return cluster.client.record(job_id).status is status
+        return on.client.record(job_id).status is status
     except NoSuchJob:  # an rq-scheduler entry has no record until it is handed over
         return False
 
 
-def wait_status(cluster: Cluster, job_id: str, status: Status, timeout: float = 20) -> None:
-    wait_for(lambda: has_status(cluster, job_id, status), timeout, what=f"job {job_id} {status.value}")
+def wait_status(on: Cluster, job_id: str, status: Status, timeout: float = 20) -> None:
+    wait_for(lambda: has_status(on, job_id, status), timeout, what=f"job {job_id} {status.value}")

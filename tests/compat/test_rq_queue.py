@@ -41,7 +41,12 @@ def test_enqueue_hands_function_arguments_and_options_over(queue: Queue, client:
     assert (record.status, record.watchdog, record.retries, record.queue) == (Status.QUEUED, 30.0, 2, "default")
     assert json.loads(client.redis.hget(client.keys.job("j-1"), "meta") or "") == {"who": "me"}
     assert job.get_status() is JobStatus.QUEUED and job.is_queued
-    assert (job.func_name, tuple(job.args), job.kwargs, job.meta) == ("tests.compat.rq_funcs.shout", ("hi",), {"suffix": "?"}, {"who": "me"})
+    assert (job.func_name, tuple(job.args), job.kwargs, job.meta) == (
+        "tests.compat.rq_funcs.shout",
+        ("hi",),
+        {"suffix": "?"},
+        {"who": "me"},
+    )
 
 
 def test_enqueue_call_defaults_and_rq_options(queue: Queue, client: Client) -> None:
@@ -90,6 +95,18 @@ def test_unique_refuses_an_existing_id_and_fetch_reads_the_record(queue: Queue, 
     assert queue.fetch_job("once") is not None and queue.fetch_job("nope") is None
     with pytest.raises(NoSuchJobError):
         Job.fetch("nope", connection=raw, prefix=queue.prefix)
+
+
+def test_enqueue_many_hands_every_job_over_in_order(queue: Queue, client: Client) -> None:
+    datas = [
+        Queue.prepare_data(rq_funcs.count_words, ("a b",), job_id="many-1", timeout=10),
+        Queue.prepare_data(rq_funcs.shout, ("x",), {"suffix": "!"}, job_id="many-2", depends_on=["many-1"]),
+    ]
+    jobs = queue.enqueue_many(datas)
+    assert [job.id for job in jobs] == ["many-1", "many-2"]
+    assert client.record("many-1").watchdog == 10.0
+    assert client.record("many-2").depends_on == ("many-1",)
+    assert [job.get_status() for job in jobs] == [JobStatus.QUEUED, JobStatus.DEFERRED]
 
 
 def test_enqueue_in_and_at_make_scheduled_jobs_with_their_own_id(queue: Queue, client: Client) -> None:

@@ -11,18 +11,20 @@ import redis
 from rq_scheduler import Scheduler
 
 from jobbalancer import Status
+from tests.compat import rq_funcs
 from tests.compat.conftest import SCHEDULER_INTERVAL_S, wait_status
 from tests.e2e.conftest import Cluster
 from tests.helpers import wait_for
 
 
 def test_submit_in_keeps_one_id_from_scheduled_to_run(scheduling: Cluster) -> None:
-    submitted = scheduling.jb("submit", "echo $JB_JOB_ID", "--in", "2s")
+    # long enough for three `jb` processes to start on a busy machine before it is due
+    submitted = scheduling.jb("submit", "echo $JB_JOB_ID", "--in", "6s")
     job_id = submitted.stdout.strip()
     assert submitted.returncode == 0 and len(job_id) == 32
     status = json.loads(scheduling.jb("status", job_id, "--json").stdout)
-    assert (status["status"], status["schedule"]) == ("scheduled", "in 2s")
-    assert status["due_at"] >= status["created_at"] + 2
+    assert (status["status"], status["schedule"]) == ("scheduled", "in 6s")
+    assert status["due_at"] >= status["created_at"] + 6
     assert "scheduled" in scheduling.jb("status", job_id).stdout
     listed = json.loads(scheduling.jb("schedule", "list", "--json").stdout)
     assert [(e["id"], e["schedule"], e["what"]) for e in listed] == [(job_id, "once", "echo $JB_JOB_ID")]
@@ -40,6 +42,8 @@ def test_submit_at_with_wait_streams_the_run(scheduling: Cluster) -> None:
     assert bad.returncode == 2 and "is not ISO 8601" in bad.stderr
     both = scheduling.jb("submit", "true", "--in", "5s", "--cron", "* * * * *")
     assert both.returncode == 2 and "not delay and cron" in both.stderr
+    forever = scheduling.jb("submit", "true", "--cron", "* * * * *", "--wait")
+    assert forever.returncode == 2 and "--wait cannot wait for a cron schedule" in forever.stderr
 
 
 def test_client_delay_at_and_enqueue_call(scheduling: Cluster) -> None:
@@ -74,7 +78,8 @@ def test_cancel_before_due_and_unknown_ids(scheduling: Cluster, raw: redis.Redis
     record = scheduling.client.record(job_id)
     assert (record.status, record.error) == (Status.CANCELLED, "cancelled before it was due")
     assert raw.zcard(Scheduler.scheduled_jobs_key) == 0
-    assert "not scheduled any more (cancelled)" in scheduling.jb("schedule", "cancel", job_id).stdout
+    again = scheduling.jb("schedule", "cancel", job_id)
+    assert again.returncode == 1 and "is cancelled, not scheduled" in again.stderr
     missing = scheduling.jb("schedule", "cancel", "no-such")
     assert missing.returncode == 1 and "no job with id 'no-such'" in missing.stderr
 
@@ -105,3 +110,17 @@ def test_balancer_scheduler_runs_only_while_leading_and_fails_over(cluster: Clus
     assert again.result(timeout=30) == "failed over\n"
     assert cluster.client.redis.get(leader_key).endswith(":b2" if first == "b1" else ":b1")
     wait_status(cluster, again.id, Status.SUCCEEDED)
+
+
+def test_schedule_list_and_cancel_cover_rq_scheduler_users_entries(cluster: Cluster, raw: redis.Redis) -> None:
+    ours = Scheduler(queue_class="jobbalancer.compat.rq.Queue", connection=raw)
+    entry = ours.enqueue_in(timedelta(hours=1), rq_funcs.count_words, "a b")
+    stock = Scheduler(connection=raw).enqueue_in(timedelta(hours=1), rq_funcs.count_words, "for rq's own workers")
+    listed = json.loads(cluster.jb("schedule", "list", "--json").stdout)
+    assert [(e["id"], e["schedule"], e["what"]) for e in listed] == [
+        (entry.id, "once", "tests.compat.rq_funcs.count_words('a b')")
+    ]
+    assert entry.id in cluster.jb("schedule", "list").stdout
+    removed = cluster.jb("schedule", "cancel", entry.id)
+    assert removed.stdout.strip() == f"{entry.id}: removed from rq-scheduler's schedule"
+    assert entry not in ours and stock in ours

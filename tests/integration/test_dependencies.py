@@ -89,4 +89,4 @@ def test_cancelling_a_waiting_dependent_leaves_its_dependency_alone(client: Clie
     client.cancel(second.id)
     assert first.status() is Status.QUEUED
     assert (third.status(), third.record().error) == (Status.CANCELLED, f"dependency {second.id} cancelled")
-    assert not client.redis.exists(client.keys.job(second.id) + ":deps")
+    assert not client.redis.exists(client.keys.deps(second.id))

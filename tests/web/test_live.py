@@ -137,7 +137,9 @@ def test_the_event_stream_shows_job_and_worker_changes(live_cluster: tuple[Live,
 
 def test_the_overview_shows_waiting_depth(live_cluster: tuple[Live, Cluster]) -> None:
     live, _cluster = live_cluster
-    ids = [live.client.post("/api/jobs", json={"command": "sleep 30"}).json()["id"] for _ in range(6)]
+    prefetch = live.client.get("/api/config").json()["prefetch"]  # jobs a worker may hold beyond its 2 slots
+    held = 2 * (2 + prefetch)  # two workers
+    ids = [live.client.post("/api/jobs", json={"command": "sleep 30"}).json()["id"] for _ in range(held + 2)]
 
     def two_waiting_four_running() -> bool:
         overview = live.client.get("/api/overview").json()
