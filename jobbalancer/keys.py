@@ -11,6 +11,7 @@ key                            type    holds
 ``<p>:jobs``                   zset    job id -> created_at, the index ``jb jobs`` reads
 ``<p>:waiting:<queue>``        zset    jobs waiting for a slot; score -priority, member seq:id (FIFO)
 ``<p>:waitq``                  set     queues whose waiting zset is not empty
+``<p>:tick``                   string  set while a wake-up tick for the balancer is in the inbox
 ``<p>:seq``                    string  counter giving waiting members their FIFO order
 ``<p>:w:<name>``               hash    worker facts and load: host, pid, queues, slots, cpu, ...
 ``<p>:w:<name>:jobs``          stream  jobs assigned to that worker; consumer group ``worker``
@@ -54,6 +55,10 @@ class Keys:
     @property
     def waitq(self) -> str:
         return f"{self.prefix}:waitq"
+
+    @property
+    def tick(self) -> str:
+        return f"{self.prefix}:tick"
 
     @property
     def workers(self) -> str:

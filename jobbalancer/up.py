@@ -99,7 +99,7 @@ class Cluster:
         return [sys.executable, "-m", "jobbalancer", "--redis", self.url, "--prefix", self.prefix]
 
     def plan(self) -> list[Child]:
-        balancer = [*self.base_argv(), "balancer"]
+        balancer = [*self.base_argv(), "balancer", "--scheduler"]  # scheduled jobs run without another process
         if self.policy:
             balancer += ["--policy", self.policy]
         children = [Child("balancer", balancer)]

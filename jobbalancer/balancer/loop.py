@@ -246,6 +246,7 @@ class Balancer:
         pipe.time()
         pipe.zrange(self.keys.workers, 0, -1, withscores=True)
         pipe.smembers(self.keys.waitq)
+        pipe.delete(self.keys.tick)  # this pass sees every freed slot so far: the next one may tick again
         config_due = time.monotonic() >= self._config_due
         if config_due:
             pipe.hgetall(self.keys.config)
@@ -253,8 +254,8 @@ class Balancer:
         replies = pipe.execute()
         secs_micros, scores, waitq = replies[:3]
         if config_due:
-            self._apply_config(replies[3])
-        rows = dict(zip(known, _pairs(replies[3 + config_due :]), strict=True))
+            self._apply_config(replies[4])
+        rows = dict(zip(known, _pairs(replies[4 + config_due :]), strict=True))
         now_ms = int(secs_micros[0]) * 1000 + int(secs_micros[1]) // 1000
         cutoff_ms = now_ms - self._settings.heartbeat_timeout * 1000
         live = [name for name, score in scores if score >= cutoff_ms]

@@ -39,9 +39,10 @@ local function drop_entry(worker, entry)
   end
 end
 
--- A freed slot or a newly waiting job wakes the balancer through a tick in its inbox.
+-- A freed slot or a newly waiting job wakes the balancer through a tick in its inbox. One tick
+-- per balancer pass is enough: the flag <p>:tick is cleared by each pass's snapshot.
 local function tick_if_waiting()
-  if redis.call('SCARD', P .. ':waitq') > 0 then
+  if redis.call('SCARD', P .. ':waitq') > 0 and redis.call('SET', P .. ':tick', '1', 'NX') then
     redis.call('XADD', P .. ':inbox', '*', 'tick', '1')
   end
 end

@@ -8,7 +8,8 @@
 -- A job assigned to a worker whose stream no longer holds its entry will never be read there: it
 -- goes back among the waiting. A running job without its entry is left alone while its worker
 -- lives (the worker records it without the entry); once that worker is gone (released, so no
--- longer in <p>:workers) it is taken back as release.lua would have: it counts as lost.
+-- longer in <p>:workers) it is taken back as release.lua would have: it counts as lost. So is any
+-- job still held by a worker that is gone, entry or not: nobody reads a released worker's stream.
 if not lease_ok(ARGV[2]) then return redis.error_reply('FENCED lease lost') end
 local ms = clock()
 local out = {}
@@ -41,7 +42,10 @@ for i = 3, #ARGV do
   if (st == 'assigned' or st == 'running') and w then
     local present = entry and #redis.call('XRANGE', wstream(w), entry, entry) > 0
     local live = redis.call('ZSCORE', P .. ':workers', w)
-    if not present and (st == 'assigned' or not live) then what = take_back(id, jk, st, w) end
+    if not live or (not present and st == 'assigned') then
+      if present then drop_entry(w, entry) end
+      what = take_back(id, jk, st, w)
+    end
   elseif st == 'queued' and wm and q and not redis.call('ZSCORE', P .. ':waiting:' .. q, wm) then
     waiting_add(q, wm, prio or 0)
     tick_if_waiting()

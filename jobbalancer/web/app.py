@@ -24,7 +24,7 @@ from jobbalancer.client import Client
 from jobbalancer.errors import InvalidJob, InvalidSetting, JobStateError, NoSuchJob, RedisUnavailable
 from jobbalancer.web import cluster, jobs
 from jobbalancer.web.guard import PROTECTED, WRITE_METHODS, Guard, allowed_hosts
-from jobbalancer.web.models import JOB_KINDS, CallJob, CommandJob
+from jobbalancer.web.models import JOB_KINDS, ArgvJob, CallJob, CommandJob
 
 log = logging.getLogger("jobbalancer.web")
 
@@ -97,7 +97,7 @@ def problem(status: int, detail: str, field: str | None = None) -> JSONResponse:
 
 def _invalid_field(message: str) -> str | None:
     first = message.split(" ", 1)[0].strip("'\"")
-    if first in CommandJob.model_fields or first in CallJob.model_fields or first in ("cursor", "limit"):
+    if any(first in model.model_fields for model in (CommandJob, ArgvJob, CallJob)) or first in ("cursor", "limit"):
         return first
     return MESSAGE_FIELDS.get(first)
 

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from jobbalancer.client import Client
 from jobbalancer.job import Record, Status
 from jobbalancer.web import sse
-from jobbalancer.web.models import CancelOut, CommandJob, Event, JobIn, JobOut, JobPage, Logs, Problem
+from jobbalancer.web.models import ArgvJob, CancelOut, CommandJob, Event, JobIn, JobOut, JobPage, Logs, Problem
 
 # A realtime job is accepted or rejected by the balancer, not here: wait this long for its verdict.
 REALTIME_VERDICT_S = 3.0
@@ -48,10 +48,11 @@ def job_out(record: Record, with_output: bool = True) -> dict[str, Any]:
     responses={**INVALID, 409: {"model": JobOut, "description": "A realtime job no worker could take now."}},
 )
 def submit(body: JobIn, client: ClientDep) -> Any:
-    """Submit a shell command or a Python call; 201 with the job record."""
+    """Submit a shell command, a program with its arguments, or a Python call; 201 with the job record."""
     options = body.model_dump(include={"watchdog", "realtime", "queue", "retries", "priority", "id"})
-    if isinstance(body, CommandJob):
-        job = client.submit(body.command, cwd=body.cwd, env=body.env, **options)
+    if isinstance(body, CommandJob | ArgvJob):
+        program = body.command if isinstance(body, CommandJob) else body.argv
+        job = client.submit(program, cwd=body.cwd, env=body.env, **options)
     else:
         job = client.enqueue_call(body.func, body.args, body.kwargs, **options)
     record = job.record()
@@ -88,7 +89,8 @@ def list_jobs(
             return False
         if worker and record.worker != worker:
             return False
-        return not q or q in record.id or q in str(record.spec.get("command") or record.spec.get("func") or "")
+        what = record.spec.get("command") or record.spec.get("func") or " ".join(record.spec.get("argv") or [])
+        return not q or q in record.id or q in str(what)
 
     filtered = bool(status or queue or worker or q)
     records, after = client.jobs_page(limit, cursor, match if filtered else None, SCAN_PER_PAGE if filtered else None)

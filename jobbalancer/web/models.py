@@ -36,22 +36,38 @@ class _Options(BaseModel):
     id: str | None = Field(None, pattern=ID_PATTERN.pattern, description="Your own id; an existing id gives that job.")
 
 
-ENV_NAME = r"^[^=]+$"
+ENV_NAME = r"^[^=\x00]+$"
+NO_NUL = r"^[^\x00]*$"
+NoNul = Annotated[str, StringConstraints(pattern=NO_NUL)]
 EnvName = Annotated[str, StringConstraints(pattern=ENV_NAME)]
 
 
 def _env_schema(schema: dict[str, Any]) -> None:
     # pydantic says patternProperties, which lets other names through; say what is validated.
     schema.pop("patternProperties", None)
-    schema.update(additionalProperties={"type": "string"}, propertyNames={"pattern": ENV_NAME})
+    schema.update(additionalProperties={"type": "string", "pattern": NO_NUL}, propertyNames={"pattern": ENV_NAME})
 
 
 class CommandJob(_Options):
     """A shell command, run with ``/bin/sh -c`` on the worker."""
 
-    command: str = Field(pattern=r"\S", description="The command line (not only blanks).")
-    cwd: str | None = Field(None, description="Working directory on the worker.")
-    env: dict[EnvName, str] = Field(
+    command: str = Field(pattern=r"^[^\x00]*\S[^\x00]*$", description="The command line (not only blanks).")
+    cwd: NoNul | None = Field(None, description="Working directory on the worker.")
+    env: dict[EnvName, NoNul] = Field(
+        default_factory=dict, description="Extra environment variables.", json_schema_extra=_env_schema
+    )
+
+
+class ArgvJob(_Options):
+    """A program and its arguments, run without a shell: nothing in them is interpreted."""
+
+    argv: list[NoNul] = Field(
+        min_length=1,
+        description="The program, then its arguments.",
+        json_schema_extra={"prefixItems": [{"type": "string", "minLength": 1}]},
+    )
+    cwd: NoNul | None = Field(None, description="Working directory on the worker.")
+    env: dict[EnvName, NoNul] = Field(
         default_factory=dict, description="Extra environment variables.", json_schema_extra=_env_schema
     )
 
@@ -65,15 +81,18 @@ class CallJob(_Options):
 
 
 def _job_kind(body: Any) -> str:
-    return "call" if isinstance(body, dict) and "func" in body else "command"
+    for kind in ("func", "argv"):
+        if isinstance(body, dict) and kind in body:
+            return "call" if kind == "func" else "argv"
+    return "command"
 
 
-# Exactly one of the two shapes; the choice is by the presence of "func", so errors are about that shape only.
+# Exactly one of the shapes, chosen by the presence of "func" or "argv", so errors are about that shape only.
 JobIn = Annotated[
-    Annotated[CommandJob, Tag("command")] | Annotated[CallJob, Tag("call")],
+    Annotated[CommandJob, Tag("command")] | Annotated[ArgvJob, Tag("argv")] | Annotated[CallJob, Tag("call")],
     Discriminator(_job_kind),
 ]
-JOB_KINDS = ("command", "call")
+JOB_KINDS = ("command", "argv", "call")
 
 
 class JobOut(BaseModel):
@@ -97,6 +116,7 @@ class JobOut(BaseModel):
     finished_at: float | None
     error: str | None
     command: str | None = None
+    argv: list[str] | None = None
     cwd: str | None = None
     env: dict[str, str] | None = None
     func: str | None = None

@@ -360,18 +360,24 @@ class ChaosCluster:
         return found
 
     def reclaim_times(self) -> list[float]:
-        """Per re-run caused by a worker fault: seconds from the fault to the job running again."""
-        times = []
-        worker_faults = sorted(f.at for f in self.faults if f.kind in WORKER_FAULTS)
-        by_job: dict[str, list[float]] = defaultdict(list)
+        """Per re-run caused by a worker fault: seconds from the fault to the job running again.
+
+        The fault is the last one that hit the worker of the previous run, while that run was on.
+        """
+        faults: dict[str, list[float]] = defaultdict(list)
+        for fault in self.faults:
+            if fault.kind in WORKER_FAULTS:
+                faults[fault.target].append(fault.at)
+        runs: dict[str, list[Event]] = defaultdict(list)
         for event in list(self.events.events):
             if event.status == Status.RUNNING:
-                by_job[event.job_id].append(event.at)
-        for starts in by_job.values():
-            for started in starts[1:]:
-                before = [at for at in worker_faults if at <= started]
-                if before:
-                    times.append(started - before[-1])
+                runs[event.job_id].append(event)
+        times = []
+        for starts in runs.values():
+            for previous, started in zip(starts, starts[1:], strict=False):
+                hits = [at for at in faults[previous.worker] if previous.at <= at <= started.at]
+                if hits:
+                    times.append(started.at - hits[-1])
         return times
 
     def close(self) -> None:

@@ -110,7 +110,7 @@ def _cycle(run: Run, balancers: list[str]) -> None:
     stopped = rng.choice(run.workers())
     chaos.signal(stopped, signal.SIGTERM, "SIGTERM worker")
     wait_for(lambda: "stopping gracefully" in chaos.log(stopped), 10, what="a graceful stop")
-    chaos.signal(stopped, signal.SIGTERM)
+    chaos.signal(stopped, signal.SIGTERM, "SIGTERM worker")  # the second: a cold stop, jobs handed back
     time.sleep(1.0)
 
 

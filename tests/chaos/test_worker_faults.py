@@ -25,7 +25,7 @@ def test_worker_sigkill_mid_job_reruns_its_jobs_and_kills_their_processes(chaos:
     spares = iter(f"w{n}" for n in range(4, 4 + KILL_ROUNDS))
     victims = ["w1", "w2", "w3"]
     for round_ in range(KILL_ROUNDS):
-        chaos.submit(6, 1.5)
+        batch = chaos.submit(6, 1.5)
         victim = victims[round_ % len(victims)]
         held = wait_for(lambda v=victim: chaos.running_on(v), 20, what=f"{victim} running jobs")
         wait_for(lambda h=held: len(chaos.job_processes(h)) >= len(h), 5, what="the victim's job processes")
@@ -36,6 +36,8 @@ def test_worker_sigkill_mid_job_reruns_its_jobs_and_kills_their_processes(chaos:
         replacement = next(spares)
         victims[victims.index(victim)] = replacement
         chaos.worker(replacement, 2)
+        # Each round on a cluster with room again: the figure is the reclaim, not a queue for slots.
+        chaos.wait_finished(batch, 30)
     summary = chaos.verify("worker SIGKILL")
     assert summary.reclaims_s, "the killed workers' jobs were run again"
     assert max(summary.reclaims_s) <= HEARTBEAT_TIMEOUT_S + RECLAIM_SLACK_S
@@ -61,9 +63,11 @@ def test_worker_frozen_past_the_timeout_is_reclaimed_and_its_late_completion_fen
     chaos.signal("w1", signal.SIGSTOP, "SIGSTOP worker")
     chaos.worker("w2", 1)
     wait_for(lambda: chaos.statuses([job_id])[job_id] == Status.SUCCEEDED, 20, what="the job re-run on w2")
-    # The job on w1 exited while w1 was frozen: its outcome waits to be reported.
+    # The job on w1 exited while w1 was frozen. Woken, w1 either reports it late and is fenced out,
+    # or its heartbeat learns first that it was declared dead and it drops the attempt unrecorded.
     chaos.signal("w1", signal.SIGCONT)
-    wait_for(lambda: "fenced out" in chaos.log("w1"), 15, what="w1 to report late and be fenced out")
+    late = ("fenced out", "killed (lost), not recorded")
+    wait_for(lambda: any(text in chaos.log("w1") for text in late), 15, what="w1 to drop its late outcome")
     record = chaos.client.record(job_id)
     assert (record.worker, record.attempts, record.stdout) == ("w2", 2, "attempt 2\n")
     assert [(e.attempt) for e in chaos.executions()] == [1, 2]

@@ -24,9 +24,13 @@ def lines(path: Path) -> list[str]:
     return path.read_text().split() if path.exists() else []
 
 
-def fast_forward(raw: redis.Redis, rq_id: str) -> None:
-    """Make an entry due now, as if its time had come (a cron entry's next minute, say)."""
-    raw.zadd(Scheduler.scheduled_jobs_key, {rq_id: time.time() - 1})
+def fast_forward(raw: redis.Redis, rq_id: str, to: float) -> None:
+    """Make an entry due now, as if its time ``to`` (a past minute, for a cron entry) had come.
+
+    Runs of a repeating entry are named by their due second, so each fast-forward needs its own.
+    """
+    assert to <= time.time()
+    raw.zadd(Scheduler.scheduled_jobs_key, {rq_id: to})
 
 
 def test_enqueue_at_and_enqueue_in_run_on_jobbalancer_workers(
@@ -77,13 +81,15 @@ def test_cron_runs_when_due_and_is_filed_again_for_its_next_time(
     entry = scheduler.cron("* * * * *", func=rq_funcs.stamp, args=[str(out), "cron"], repeat=2, queue_name="default")
     first_due = raw.zscore(Scheduler.scheduled_jobs_key, entry.id)
     assert first_due is not None and first_due % 60 == 0
-    fast_forward(raw, entry.id)
+    fast_forward(raw, entry.id, first_due - 120)
     wait_for(lambda: lines(out) == ["cron"], 20, what="the first cron run")
     next_due = wait_for(lambda: raw.zscore(Scheduler.scheduled_jobs_key, entry.id), 5, what="filed again")
     assert next_due % 60 == 0 and next_due > time.time()
-    fast_forward(raw, entry.id)
+    fast_forward(raw, entry.id, next_due - 60)
     wait_for(lambda: lines(out) == ["cron", "cron"], 20, what="the second cron run")
     wait_for(lambda: raw.zscore(Scheduler.scheduled_jobs_key, entry.id) is None, 5, what="repeat=2 exhausted")
+    runs = sorted(rec.id for rec in scheduling.client.jobs() if rec.id.startswith(entry.id + "@"))
+    assert runs == [f"{entry.id}@{first_due - 120:.0f}", f"{entry.id}@{next_due - 60:.0f}"]
 
 
 def test_a_cancelled_entry_never_runs(scheduling: Cluster, raw: redis.Redis, tmp_path: Path) -> None:

@@ -4,8 +4,13 @@ filed with rq-scheduler and run by ``jb scheduler`` or the leading ``jb balancer
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import redis
 from rq_scheduler import Scheduler
@@ -14,7 +19,7 @@ from jobbalancer import Status
 from tests.compat import rq_funcs
 from tests.compat.conftest import SCHEDULER_INTERVAL_S, wait_status
 from tests.e2e.conftest import Cluster
-from tests.helpers import wait_for
+from tests.helpers import REPO, wait_for
 
 
 def test_submit_in_keeps_one_id_from_scheduled_to_run(scheduling: Cluster) -> None:
@@ -124,3 +129,22 @@ def test_schedule_list_and_cancel_cover_rq_scheduler_users_entries(cluster: Clus
     removed = cluster.jb("schedule", "cancel", entry.id)
     assert removed.stdout.strip() == f"{entry.id}: removed from rq-scheduler's schedule"
     assert entry not in ours and stock in ours
+
+
+def test_jb_up_runs_scheduled_jobs(redis_url: str, prefix: str, raw: redis.Redis, tmp_path: Path) -> None:
+    base = [sys.executable, "-m", "jobbalancer", "--redis", redis_url, "--prefix", prefix]
+    with open(tmp_path / "up.log", "wb") as log:
+        up = subprocess.Popen(
+            [*base, "up", "--workers", "1", "--concurrency", "1", "--no-web"],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=REPO,
+            env={**os.environ, "PYTHONPATH": str(REPO)},
+        )
+        try:
+            later = subprocess.run([*base, "submit", "echo later", "--in", "1s", "--wait"], capture_output=True,
+                                   text=True, timeout=60)  # fmt: skip
+            assert (later.returncode, later.stdout) == (0, "later\n"), later.stderr
+        finally:
+            up.send_signal(signal.SIGINT)
+            up.wait(40)

@@ -29,7 +29,10 @@ from tests.e2e.conftest import FAST, Cluster
 from tests.helpers import wait_for
 
 EXAMPLES = settings(
-    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+    max_examples=25,
+    deadline=None,
+    database=None,  # no .hypothesis directory in the checkout; a failure prints its example
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 HOSTILE = st.one_of(
     st.text(max_size=300),
@@ -38,7 +41,8 @@ HOSTILE = st.one_of(
          "\ud800", "x" * 5000, "-1", "NaN", "inf", "1e309", "[]", "{}", "null", "*", "'\""]
     ),
 )  # fmt: skip
-FIELD_NAMES = st.one_of(st.sampled_from(["id", "queue", "priority", "realtime", "tick", "attempt", "kind", "spec"]), st.text(max_size=20))
+NAMES = ["id", "queue", "priority", "realtime", "tick", "attempt", "kind", "spec"]
+FIELD_NAMES = st.one_of(st.sampled_from(NAMES), st.text(max_size=20))
 
 
 @pytest.fixture(scope="module")

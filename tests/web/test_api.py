@@ -119,6 +119,15 @@ def test_submit_a_call(api: TestClient, jb: Client) -> None:
     assert jb.record(job["id"]).kind == "call"
 
 
+def test_submit_a_program_with_its_arguments(api: TestClient, jb: Client) -> None:
+    response = api.post("/api/jobs", json={"argv": ["echo", "x; touch /tmp/pwned"], "queue": "q2"})
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert (job["kind"], job["argv"], job["queue"]) == ("command", ["echo", "x; touch /tmp/pwned"], "q2")
+    assert jb.record(job["id"]).spec["argv"] == ["echo", "x; touch /tmp/pwned"]
+    assert [j["id"] for j in api.get("/api/jobs", params={"q": "pwned"}).json()["jobs"]] == [job["id"]]
+
+
 def test_an_existing_id_returns_that_job(api: TestClient) -> None:
     first = submit(api, id="same")
     again = api.post("/api/jobs", json={"command": "echo other", "id": "same"})
@@ -144,6 +153,12 @@ def test_an_existing_id_returns_that_job(api: TestClient) -> None:
         ({"command": "x", "realtime": "perhaps"}, "realtime"),
         ({"command": "x", "colour": "blue"}, "colour"),
         ({"func": "m:f", "args": "not a list"}, "args"),
+        ({"command": "echo \u0000"}, "command"),
+        ({"command": "x", "env": {"A": "\u0000"}}, "env"),
+        ({"argv": []}, "argv"),
+        ({"argv": ["", "x"]}, "argv"),
+        ({"argv": "echo x"}, "argv"),
+        ({"argv": ["echo"], "command": "echo"}, "command"),
     ],
 )
 def test_invalid_jobs_get_422_naming_the_field(api: TestClient, jb: Client, body: dict[str, Any], field: str) -> None:

@@ -49,6 +49,7 @@ export function duration(job) {
 
 export function what(job) {
   if (job.command !== undefined && job.command !== null) return job.command;
+  if (job.argv) return job.argv.map((a) => (/^[\w.\/:=@%+-]+$/.test(a) ? a : JSON.stringify(a))).join(" ");
   if (job.func) return `${job.func}(${(job.args || []).map((a) => JSON.stringify(a)).join(", ")})`;
   return job.kind;
 }
