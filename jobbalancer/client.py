@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -15,7 +14,6 @@ from jobbalancer.config import Settings, key_prefix, redis_url
 from jobbalancer.connection import connect
 from jobbalancer.defaults import QueueDefaults, SubmitRules
 from jobbalancer.errors import (
-    InvalidJob,
     JobCancelled,
     JobFailed,
     JobRejected,
@@ -28,6 +26,7 @@ from jobbalancer.job import TERMINAL, Kind, Options, Record, Spec, Status, check
 from jobbalancer.keys import Keys
 from jobbalancer.schedule.when import When, make_when
 from jobbalancer.scripts import Scripts
+from jobbalancer.views import Views
 
 FOLLOW_BLOCK_MS = 1000
 OUTCOME_ERRORS = {
@@ -96,7 +95,7 @@ class Job:
         return self.client.cancel(self.id)
 
 
-class Client:
+class Client(Views):
     """Talks to one jobbalancer cluster: a Redis URL and a key prefix.
 
     Args:
@@ -266,93 +265,6 @@ class Client:
         reply: Any = self.redis.xread({self.keys.output(job_id): after}, block=max(1, block_ms), count=1000)
         return list(reply[0][1]) if reply else []
 
-    def jobs(self, status: Status | str | None = None, limit: int = 50) -> list[Record]:
-        """The most recent jobs, newest first, optionally of one status."""
-        wanted = Status(status) if status else None
-        return self.jobs_page(limit, match=None if wanted is None else lambda record: record.status is wanted)[0]
-
-    def jobs_page(
-        self,
-        limit: int = 50,
-        cursor: str | None = None,
-        match: Callable[[Record], bool] | None = None,
-        scan: int | None = None,
-    ) -> tuple[list[Record], str | None]:
-        """One page of jobs, newest first, that ``match`` accepts, and the cursor of the next page.
-
-        The cursor (``<created_at>:<id>`` of the last index entry looked at) stays valid while new
-        jobs arrive; None means the index is exhausted. ``scan`` bounds the index entries one call
-        looks at, so a sparse filter returns a short page and a cursor to go on from.
-
-        Raises:
-            InvalidJob: a cursor this method did not make.
-        """
-        high, last = parse_cursor(cursor)
-        found: list[Record] = []
-        looked, batch_size = 0, 200 if match else limit + 8
-        while True:
-            top = "+inf" if high == math.inf else repr(high)
-            batch: Any = self.redis.zrevrangebyscore(self.keys.jobs, top, "-inf", 0, batch_size, withscores=True)
-            # Equal scores come in reverse id order: those at the cursor's score with ids >= its id were seen.
-            fresh = [(job_id, score) for job_id, score in batch if not (score == high and job_id >= last)]
-            pipe = self.redis.pipeline(transaction=False)
-            for job_id, _score in fresh:
-                pipe.hgetall(self.keys.job(job_id))
-            expired = []
-            for (job_id, score), raw in zip(fresh, pipe.execute() if fresh else [], strict=True):
-                high, last, looked = score, job_id, looked + 1
-                record = Record.from_hash(job_id, raw) if raw else None
-                if record is None:
-                    expired.append(job_id)
-                elif match is None or match(record):
-                    found.append(record)
-                if len(found) >= limit or (scan is not None and looked >= scan):
-                    break
-            if expired:  # the record's TTL ran out: drop it from the index too
-                self.redis.zrem(self.keys.jobs, *expired)
-            if len(found) >= limit or (scan is not None and looked >= scan):
-                return found, f"{high!r}:{last}"
-            if not fresh or len(batch) < batch_size:
-                return found, None
-
-    def job_counts(self) -> dict[tuple[str, str], int]:
-        """How many job records there are per (status, queue), over the whole index."""
-        counts: dict[tuple[str, str], int] = {}
-        start, ids = 0, ["-"]
-        while ids:
-            ids = self._index_slice(start, 1000)
-            start += 1000
-            pipe = self.redis.pipeline(transaction=False)
-            for job_id in ids:
-                pipe.hmget(self.keys.job(job_id), "status", "queue")
-            for status, queue in pipe.execute():
-                if status is not None:
-                    counts[(status, queue or "")] = counts.get((status, queue or ""), 0) + 1
-        return counts
-
-    def _index_slice(self, start: int, count: int) -> list[str]:
-        ids: Any = self.redis.zrange(self.keys.jobs, start, start + count - 1)
-        return list(ids)
-
-    def waiting(self) -> dict[str, int]:
-        """Jobs waiting for a free slot, per queue."""
-        queues: Any = sorted(self.redis.smembers(self.keys.waitq))
-        pipe = self.redis.pipeline(transaction=False)
-        for queue in queues:
-            pipe.zcard(self.keys.waiting(queue))
-        return dict(zip(queues, pipe.execute() if queues else [], strict=True))
-
-    def events(self, after: str, block_ms: int | None = None, count: int = 500) -> list[tuple[str, dict[str, str]]]:
-        """Job state changes (``id``, ``status``, ``worker``) after stream id ``after``, waiting up to ``block_ms``."""
-        reply: Any = self.redis.xread({self.keys.events: after}, count=count, block=block_ms)
-        return [(str(entry), dict(fields)) for _key, entries in reply or [] for entry, fields in entries]
-
-    def recent_events(self, count: int = 100, job_id: str | None = None) -> list[tuple[str, dict[str, str]]]:
-        """The latest ``count`` events, oldest first; of one job, among the last 10,000 events."""
-        entries: Any = self.redis.xrevrange(self.keys.events, count=10_000 if job_id else count)
-        mine = [(str(entry), dict(fields)) for entry, fields in entries if job_id is None or fields.get("id") == job_id]
-        return mine[:count][::-1]
-
     # -- acting on jobs -----------------------------------------------------------------------
 
     def cancel(self, job_id: str) -> str:
@@ -404,21 +316,6 @@ class Client:
         self.redis.hset(self.keys.config, name, str(getattr(updated, name)))
         return updated
 
-    def workers(self) -> list[dict[str, Any]]:
-        """Every registered worker with its facts, load and heartbeat age (Redis's clock)."""
-        clock: Any = self.redis.time()
-        seconds, micros = clock
-        now_ms = seconds * 1000 + micros // 1000
-        timeout_s = self.settings().heartbeat_timeout
-        names: Any = self.redis.zrange(self.keys.workers, 0, -1, withscores=True)
-        pipe = self.redis.pipeline(transaction=False)
-        for name, _score in names:
-            pipe.hgetall(self.keys.worker(name))
-        return [
-            worker_info(name, score, raw, now_ms, timeout_s)
-            for (name, score), raw in zip(names, pipe.execute(), strict=True)
-        ]
-
     def drain(self, worker: str, drain: bool = True) -> bool:
         """Tell a worker to take no new jobs (``drain=False``: to take them again); False if it is not registered.
 
@@ -428,20 +325,6 @@ class Client:
             return False
         self.redis.xadd(self.keys.worker_ctl(worker), {"op": "drain" if drain else "resume"}, maxlen=1000)
         return True
-
-
-def parse_cursor(cursor: str | None) -> tuple[float, str]:
-    """The (created_at, id) a :meth:`Client.jobs_page` cursor points at; (inf, '') for the first page."""
-    if not cursor:
-        return math.inf, ""
-    score, sep, job_id = cursor.partition(":")
-    try:
-        high = float(score)
-    except ValueError:
-        high = math.nan
-    if not sep or not job_id or not math.isfinite(high):
-        raise InvalidJob(f"cursor {cursor!r} is not one the job list returned")
-    return high, job_id
 
 
 def make_options(
@@ -488,34 +371,6 @@ def _record_chunks(record: Record) -> Iterator[Chunk]:
         yield Chunk(1, record.stdout)
     if record.stderr:
         yield Chunk(2, record.stderr)
-
-
-def _number(raw: Mapping[str, str], name: str) -> float | None:
-    try:
-        return float(raw[name])
-    except (KeyError, ValueError):
-        return None
-
-
-def worker_info(name: str, score: float, raw: Mapping[str, str], now_ms: int, timeout_s: float) -> dict[str, Any]:
-    """One worker as ``jb workers --json`` shows it."""
-    last_seen_s = max(0.0, (now_ms - score) / 1000)
-    state = "dead" if last_seen_s > timeout_s else raw.get("state", "unknown")
-    slots = _number(raw, "slots")
-    return {
-        "name": name,
-        "host": raw.get("host"),
-        "pid": int(raw["pid"]) if raw.get("pid", "").isdigit() else None,
-        "state": state,
-        "concurrency": int(slots) if slots is not None else None,
-        "running": int(_number(raw, "running") or 0),
-        "queues": [q for q in raw.get("queues", "").split(",") if q],
-        "cpu": _number(raw, "cpu"),
-        "mem": _number(raw, "mem"),
-        "load": _number(raw, "load1"),
-        "last_seen_s": round(last_seen_s, 3),
-        "jobs_done": int(_number(raw, "jobs_done") or 0),
-    }
 
 
 _default_client: Client | None = None
