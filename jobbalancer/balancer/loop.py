@@ -171,6 +171,7 @@ class Balancer:
         if self._outage_pause is not None:
             log.warning("Redis at %s answers again", self._describe_url())
             self._outage_pause = None
+            self._liveness.answered()  # no worker is judged dead for one heartbeat timeout from now
 
     def _step(self) -> None:
         if self._overrides:

@@ -16,6 +16,8 @@ The fenced calls here take the leader's token: a FENCED reply propagates to the 
 from __future__ import annotations
 
 import logging
+import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -33,29 +35,44 @@ GAP_MIN_MS = 1000  # a pause between two looks at Redis shorter than this is nev
 class Liveness:
     """Whether heartbeat ages can be trusted now, i.e. whether a silent worker is really dead.
 
-    After the balancer lost Redis (an error), or saw Redis's clock jump between two looks by more
-    than half the heartbeat timeout (Redis or the balancer was frozen), it waits one heartbeat
-    timeout before it declares any worker dead: time for every live worker to beat again.
+    For one heartbeat timeout after Redis answers again (after an error), and after the balancer
+    saw Redis's clock jump between two of its looks by more than half the heartbeat timeout (Redis
+    or the balancer was frozen, without an error), it declares no worker dead: time for every live
+    worker to beat again. The first is timed by this host's monotonic clock (a duration here, like
+    a watchdog), so a standby that saw the outage is past its grace when it takes over later.
+
+    Args:
+        clock: seconds, monotonic; injected by tests.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._last_ms: int | None = None
         self._trust_from_ms = 0
-        self._outage = False
+        self._away = False
+        self._back_at: float | None = None
 
     def outage(self) -> None:
-        """Redis did not answer: start a grace when it answers again."""
-        self._outage = True
+        """Redis did not answer."""
+        self._away = True
+
+    def answered(self) -> None:
+        """Redis answers (again): after an outage, the grace starts now."""
+        if self._away:
+            self._away = False
+            self._back_at = self._clock()
 
     def trusted(self, now_ms: int, heartbeat_timeout_s: float) -> bool:
         """Note a look at Redis at ``now_ms`` (its clock); return whether ages may be trusted now."""
         timeout_ms = int(heartbeat_timeout_s * 1000)
-        gap = self._last_ms is not None and now_ms - self._last_ms > max(GAP_MIN_MS, timeout_ms // 2)
-        if self._outage or gap:
-            self._outage = False
+        if self._last_ms is not None and now_ms - self._last_ms > max(GAP_MIN_MS, timeout_ms // 2):
             self._trust_from_ms = now_ms + timeout_ms
-            log.info("heartbeat ages are not trusted for %ss: Redis was away or frozen", heartbeat_timeout_s)
+            log.info("heartbeat ages are not trusted for %ss: Redis or this balancer was frozen", heartbeat_timeout_s)
         self._last_ms = now_ms
+        if self._away:  # the first pass after an outage, before answered() starts the grace
+            return False
+        if self._back_at is not None and self._clock() - self._back_at < heartbeat_timeout_s:
+            return False
         return now_ms >= self._trust_from_ms
 
 

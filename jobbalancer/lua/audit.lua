@@ -14,10 +14,9 @@ if not lease_ok(ARGV[2]) then return redis.error_reply('FENCED lease lost') end
 local ms = clock()
 local out = {}
 
-local function take_back(id, jk, st, w)
+local function take_back(id, jk, st, gone)
   local cancel = redis.call('HGET', jk, 'cancel')
   local deadline = tonumber(redis.call('ZSCORE', P .. ':deadlines', id))
-  local gone = 'its entry in worker ' .. w .. "'s stream was deleted"
   if cancel == '1' then
     finish(id, 'cancelled', 'exit_code', 130, 'error', 'cancelled (' .. gone .. ')')
     return 'cancelled'
@@ -43,8 +42,12 @@ for i = 3, #ARGV do
     local present = entry and #redis.call('XRANGE', wstream(w), entry, entry) > 0
     local live = redis.call('ZSCORE', P .. ':workers', w)
     if not live or (not present and st == 'assigned') then
-      if present then drop_entry(w, entry) end
-      what = take_back(id, jk, st, w)
+      local gone = 'its entry in worker ' .. w .. "'s stream was deleted"
+      if present then
+        drop_entry(w, entry)
+        gone = 'worker ' .. w .. ' had left'
+      end
+      what = take_back(id, jk, st, gone)
     end
   elseif st == 'queued' and wm and q and not redis.call('ZSCORE', P .. ':waiting:' .. q, wm) then
     waiting_add(q, wm, prio or 0)

@@ -49,7 +49,9 @@ def job_out(record: Record, with_output: bool = True) -> dict[str, Any]:
 )
 def submit(body: JobIn, client: ClientDep) -> Any:
     """Submit a shell command, a program with its arguments, or a Python call; 201 with the job record."""
-    options = body.model_dump(include={"watchdog", "realtime", "queue", "retries", "priority", "id"})
+    options = body.model_dump(
+        include={"watchdog", "realtime", "queue", "retries", "backoff", "backoff_max", "priority", "id"}
+    )
     if isinstance(body, CommandJob | ArgvJob):
         program = body.command if isinstance(body, CommandJob) else body.argv
         job = client.submit(program, cwd=body.cwd, env=body.env, **options)

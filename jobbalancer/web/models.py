@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
 from jobbalancer.balancer.policies import BUILTIN_POLICIES, IMPORT_PATH
-from jobbalancer.job import FUNC_PATTERN, ID_PATTERN, PRIORITY_LIMIT, QUEUE_PATTERN, Status
+from jobbalancer.job import BACKOFF_LIMIT_S, FUNC_PATTERN, ID_PATTERN, PRIORITY_LIMIT, QUEUE_PATTERN, Status
 
 POLICY_PATTERN = "|".join([*(f"^{name}$" for name in sorted(BUILTIN_POLICIES)), IMPORT_PATH.pattern])
 
@@ -32,6 +32,8 @@ class _Options(BaseModel):
     realtime: bool = Field(False, description="Reject at once (409) when no worker has a free slot.")
     queue: str = Field("default", pattern=QUEUE_PATTERN.pattern)
     retries: int = Field(0, ge=0, le=100, description="Extra attempts after a failure.")
+    backoff: float = Field(0, ge=0, le=BACKOFF_LIMIT_S, description="Seconds before the first retry, doubling after.")
+    backoff_max: float = Field(300, gt=0, le=BACKOFF_LIMIT_S, description="The longest wait between retries.")
     priority: int = Field(0, ge=-PRIORITY_LIMIT, le=PRIORITY_LIMIT, description="Higher runs first among waiting jobs.")
     id: str | None = Field(None, pattern=ID_PATTERN.pattern, description="Your own id; an existing id gives that job.")
 

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.chaos.harness import LONG, SUMMARIES, ChaosCluster
+from tests.chaos.harness import LONG, ChaosCluster
+from tests.chaos.observe import SUMMARIES
 
 
 def _chaos_asked_for(config: pytest.Config) -> bool:
