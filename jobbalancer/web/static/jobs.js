@@ -3,7 +3,8 @@
 import { ApiError, api, get, onCluster, post, stream } from "./api.js";
 import { ago, badge, clear, debounce, duration, h, toast, what, when } from "./dom.js";
 
-const STATUSES = ["queued", "assigned", "running", "succeeded", "failed", "timed_out", "cancelled", "rejected"];
+const STATUSES = ["scheduled", "queued", "assigned", "running", "succeeded", "failed", "timed_out", "cancelled", "rejected"];
+const UNFINISHED = ["scheduled", "queued", "assigned", "running"];
 const enc = encodeURIComponent;
 
 function submitForm() {
@@ -153,7 +154,7 @@ export function jobView(root, id) {
     ];
     if (job.kind === "call" && job.status === "succeeded") rows.push(["result", h("code", {}, JSON.stringify(job.result))]);
     clear(info, h("dl", { class: "spec" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])));
-    const finished = !["queued", "assigned", "running"].includes(job.status);
+    const finished = !UNFINISHED.includes(job.status);
     clear(
       actions,
       finished ? act("Restart", restart) : act("Terminate", terminate, "danger"),
