@@ -6,6 +6,7 @@ needs only the client's connection, key names and settings.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -13,9 +14,11 @@ from typing import Any
 import redis
 
 from jobbalancer.config import Settings
-from jobbalancer.errors import InvalidJob
+from jobbalancer.errors import CorruptRecord, InvalidJob
 from jobbalancer.job import Record, Status
 from jobbalancer.keys import Keys
+
+log = logging.getLogger("jobbalancer.client")
 
 
 class Views:
@@ -63,10 +66,9 @@ class Views:
             expired = []
             for (job_id, score), raw in zip(fresh, pipe.execute() if fresh else [], strict=True):
                 high, last, looked = score, job_id, looked + 1
-                record = Record.from_hash(job_id, raw) if raw else None
-                if record is None:
+                if not raw:
                     expired.append(job_id)
-                elif match is None or match(record):
+                elif (record := _readable(job_id, raw)) is not None and (match is None or match(record)):
                     found.append(record)
                 if len(found) >= limit or (scan is not None and looked >= scan):
                     break
@@ -129,6 +131,15 @@ class Views:
             worker_info(name, score, raw, now_ms, timeout_s)
             for (name, score), raw in zip(names, pipe.execute(), strict=True)
         ]
+
+
+def _readable(job_id: str, raw: Mapping[str, str]) -> Record | None:
+    """The record, or None (logged) when it cannot be read: one bad record must not hide the others."""
+    try:
+        return Record.from_hash(job_id, raw)
+    except CorruptRecord as exc:
+        log.warning("skipping job %s in the listing: %s", job_id, exc)
+        return None
 
 
 def parse_cursor(cursor: str | None) -> tuple[float, str]:

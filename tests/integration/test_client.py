@@ -60,3 +60,10 @@ def test_bad_calls_are_refused_before_anything_is_written(client: Client) -> Non
     with pytest.raises(InvalidJob, match="no importable path"):
         client.enqueue(lambda: None)
     assert client.jobs() == []
+
+
+def test_a_record_edited_into_nonsense_does_not_hide_the_others(client: Client) -> None:
+    good = client.submit("true")
+    bad = client.submit("true")
+    client.redis.hset(f"{client.prefix}:job:{bad.id}", "status", "exploded")
+    assert [r.id for r in client.jobs()] == [good.id]
