@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
@@ -23,3 +25,18 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float 
 
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def stop_processes(procs: Iterable[subprocess.Popen[bytes]], timeout_s: float = 15.0) -> None:
+    """SIGCONT (a stopped process cannot act on SIGTERM), then SIGTERM to each live one; SIGKILL stragglers."""
+    procs = list(procs)  # iterated twice
+    for proc in procs:
+        if proc.poll() is None:
+            for sig in (signal.SIGCONT, signal.SIGTERM):
+                proc.send_signal(sig)
+    for proc in procs:
+        try:
+            proc.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

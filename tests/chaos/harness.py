@@ -28,7 +28,7 @@ from jobbalancer.job import TERMINAL, Options, Spec
 from jobbalancer.server import EmbeddedRedis
 from tests.chaos.observe import SUMMARIES, Event, EventLog, Execution, Fault, Summary, chaos_processes
 from tests.conftest import free_port
-from tests.helpers import REPO, wait_for
+from tests.helpers import REPO, stop_processes, wait_for
 
 LONG = os.environ.get("JB_CHAOS_LONG") == "1"
 """``make chaos`` sets ``JB_CHAOS_LONG=1``: more jobs, more faults, longer outages."""
@@ -272,16 +272,7 @@ class ChaosCluster:
         return times
 
     def close(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                for sig in (signal.SIGCONT, signal.SIGTERM):
-                    proc.send_signal(sig)
-        for proc in self.procs.values():
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self.procs.values(), 20)
         for proc in self.job_processes():  # a failed test must not leave its jobs running
             with contextlib.suppress(psutil.Error):
                 proc.kill()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -14,7 +13,7 @@ from typing import IO
 import pytest
 
 from jobbalancer import Client
-from tests.helpers import REPO, wait_for
+from tests.helpers import REPO, stop_processes, wait_for
 
 FAST = {"heartbeat_timeout": "2", "kill_grace": "0.5"}
 
@@ -57,16 +56,7 @@ class Cluster:
         return subprocess.run(self.argv(*args), capture_output=True, text=True, timeout=timeout, cwd=REPO)
 
     def stop(self) -> None:
-        for proc in self.procs.values():
-            if proc.poll() is None:
-                for sig in (signal.SIGCONT, signal.SIGTERM):
-                    proc.send_signal(sig)
-        for proc in self.procs.values():
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self.procs.values())
         for log in self.logs:
             log.close()
 

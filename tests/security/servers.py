@@ -17,7 +17,7 @@ import redis
 
 from jobbalancer.server import find_redis_server
 from tests.conftest import free_port
-from tests.helpers import REPO
+from tests.helpers import REPO, stop_processes
 
 ROLES = ("admin", "client", "worker", "balancer", "dashboard")
 # Debian's redis-tools ships the server (built with TLS) as redis-check-rdb.
@@ -155,14 +155,6 @@ class Processes:
         return (self.tmp / f"{label}.log").read_text(errors="replace")
 
     def stop(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.terminate()
-        for proc in self.procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        stop_processes(self.procs)
         for log in self.logs:
             log.close()
