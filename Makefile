@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: up test chaos lint bench clean
+.PHONY: up test chaos lint bench bench-balancer clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ lint: $(STAMP)
 # Side by side with the peers (installed into benchmarks/.peers-venv); `make bench ARGS=--quick` for a smoke run.
 bench: $(STAMP)
 	$(BIN)/python benchmarks/side_by_side.py $(ARGS)
+
+# The balancer alone with 1 to 1,000 simulated workers: assignments/s and CPU per assignment.
+bench-balancer: $(STAMP)
+	$(BIN)/python benchmarks/balancer_sim.py $(ARGS)
 
 clean:
 	rm -rf $(VENV) .jobbalancer .pytest_cache

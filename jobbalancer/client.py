@@ -13,6 +13,7 @@ from jobbalancer import schedule  # its rq-scheduler part loads when a job is fi
 from jobbalancer.config import Settings, key_prefix, redis_url
 from jobbalancer.connection import connect
 from jobbalancer.defaults import QueueDefaults, SubmitRules
+from jobbalancer.durability import WaitReplicas
 from jobbalancer.errors import (
     JobCancelled,
     JobFailed,
@@ -26,6 +27,7 @@ from jobbalancer.job import TERMINAL, Kind, Options, Record, Spec, Status, check
 from jobbalancer.keys import Keys
 from jobbalancer.schedule.when import When, make_when
 from jobbalancer.scripts import Scripts
+from jobbalancer.scripts_store import ScriptStore
 from jobbalancer.views import Views
 
 FOLLOW_BLOCK_MS = 1000
@@ -99,12 +101,22 @@ class Client(Views):
     """Talks to one jobbalancer cluster: a Redis URL and a key prefix.
 
     Args:
-        url: Redis URL; defaults to ``JB_REDIS_URL``, then ``redis://127.0.0.1:6379/0``.
+        url: Redis URL (``redis+sentinel://`` too); defaults to ``JB_REDIS_URL``, then ``redis://127.0.0.1:6379/0``.
         prefix: key prefix; defaults to ``JB_PREFIX``, then ``jb``.
+        wait_replicas: replicas that must have a submitted job before ``submit`` returns (Redis
+            ``WAIT``); defaults to ``JB_WAIT_REPLICAS``, then 0 (no wait). Fewer in time raise
+            :class:`~jobbalancer.errors.NotReplicated`.
+        wait_timeout_s: how long to wait for them; defaults to ``JB_WAIT_REPLICAS_TIMEOUT``, then 1 s.
     """
 
     def __init__(
-        self, url: str | None = None, prefix: str | None = None, *, connection: redis.Redis | None = None
+        self,
+        url: str | None = None,
+        prefix: str | None = None,
+        *,
+        connection: redis.Redis | None = None,
+        wait_replicas: int | None = None,
+        wait_timeout_s: float | None = None,
     ) -> None:
         self.url = redis_url(url)
         self.prefix = key_prefix(prefix)
@@ -112,7 +124,10 @@ class Client(Views):
         # ``connection``: an open client that decodes replies (jobbalancer.compat shares rq's server this way)
         self.redis: redis.Redis = connect(self.url) if connection is None else connection
         self.scripts = Scripts(self.redis)
+        self.replicas = WaitReplicas.from_env(wait_replicas, wait_timeout_s)
         self._rules = SubmitRules(self.redis, self.keys)  # spec size limit, queues' retry defaults
+        self.named_scripts = ScriptStore(self.redis, self.keys, self._rules)
+        """The cluster's named scripts (``<p>:scripts``): ``all``, ``get``, ``save``, ``delete``."""
 
     def close(self) -> None:
         self.redis.close()
@@ -156,26 +171,44 @@ class Client(Views):
         """
         return self.submit_spec(Spec.for_call(func, tuple(args), kwargs), *split_options(options))
 
-    def submit_spec(self, spec: Spec, options: Options, when: When | None = None) -> Job:
-        """Submit one job; with ``when``, file it with rq-scheduler as ``scheduled`` instead."""
+    def submit_script(self, name: str, params: Mapping[str, str] | None = None, **options: Any) -> Job:
+        """Run the named script with these parameter values; options (and scheduling) as in :meth:`submit`.
+
+        The script is resolved now into the job's own spec, so editing or deleting it later changes
+        nothing for this job. Raises NoSuchScript, or InvalidScript for an unknown or missing parameter.
+        """
+        spec, fields = self.named_scripts.get(name).snapshot(params or {})
+        return self.submit_spec(spec, *split_options(options), fields=fields)
+
+    def submit_spec(
+        self, spec: Spec, options: Options, when: When | None = None, *, fields: Mapping[str, str] | None = None
+    ) -> Job:
+        """Submit one job; with ``when``, file it with rq-scheduler as ``scheduled`` instead.
+
+        ``fields``: more record fields to keep with the job (a script job's ``script`` and ``params``).
+        """
         if when is not None:
             options = self._rules.prepare(spec, options)
             job_id = options.id or new_id()
-            schedule.file_job(self.redis, self.scripts, self.prefix, job_id, spec, options.validated(), when)
+            schedule.file_job(self.redis, self.scripts, self.prefix, job_id, spec, options.validated(), when, fields)
             return Job(self, job_id)
-        return self.submit_many([(spec, options)])[0]
+        return self.submit_many([(spec, options)], fields=fields)[0]
 
-    def submit_many(self, items: Iterable[tuple[Spec, Options]]) -> list[Job]:
+    def submit_many(
+        self, items: Iterable[tuple[Spec, Options]], *, fields: Mapping[str, str] | None = None
+    ) -> list[Job]:
         """Submit many jobs in one pipelined round trip; returns their handles in order."""
         jobs: list[Job] = []
         pipe = self.redis.pipeline(transaction=False)
+        extra = {"fields": dict(fields)} if fields else None
         for spec, given in items:
             options = self._rules.prepare(spec, given)
             job_id = options.id or new_id()
-            self.scripts.submit(self.prefix, *submit_argv(job_id, spec, options), client=pipe)
+            self.scripts.submit(self.prefix, *submit_argv(job_id, spec, options, extra), client=pipe)
             jobs.append(Job(self, job_id))
         for job, reply in zip(jobs, self.scripts.execute(pipe), strict=True):
             check_submitted(job.id, reply)  # an unknown dependency: that one job was refused, the rest stand
+        self.replicas.confirm(self.redis, self.keys, [job.id for job in jobs])
         return jobs
 
     # -- reading ------------------------------------------------------------------------------
@@ -245,21 +278,28 @@ class Client(Views):
     def _announce_waiter(self, job_id: str) -> tuple[str, Record]:
         """Make sure the job's output stream exists, so whatever finishes the job writes its end marker.
 
-        Returns the marker's stream id and the record as it stood after the marker was written.
+        Returns the marker's stream id and the record as it stood after the marker was written. A
+        read-only user (``dashboard`` in conf/acl) cannot write the marker: it gets ``0-0``, reads
+        the output from its start, and its loops look at the record once per FOLLOW_BLOCK_MS.
         """
         out, key = self.keys.output(job_id), self.keys.job(job_id)
         pipe = self.redis.pipeline(transaction=False)
         pipe.xadd(out, {"waiter": "1"})
         pipe.hgetall(key)
         pipe.ttl(key)
-        marker, raw, ttl_s = pipe.execute()
+        marker, raw, ttl_s = pipe.execute(raise_on_error=False)
+        wrote = not isinstance(marker, redis.exceptions.NoPermissionError)
+        for reply in (marker, raw, ttl_s) if wrote else (raw, ttl_s):
+            if isinstance(reply, Exception):
+                raise reply
         if not raw:
-            self.redis.delete(out)
+            if wrote:
+                self.redis.delete(out)
             raise NoSuchJob(job_id)
         record = Record.from_hash(job_id, raw)
-        if record.finished and ttl_s > 0:  # it finished just before the marker: let the stream expire with it
+        if wrote and record.finished and ttl_s > 0:  # it finished just before the marker: let the stream expire with it
             self.redis.expire(out, ttl_s)
-        return str(marker), record
+        return str(marker) if wrote else "0-0", record
 
     def _read_output(self, job_id: str, after: str, block_ms: int) -> list[tuple[str, dict[str, str]]]:
         reply: Any = self.redis.xread({self.keys.output(job_id): after}, block=max(1, block_ms), count=1000)
@@ -332,18 +372,20 @@ def make_options(
     watchdog: float | None = None,
     realtime: bool = False,
     queue: str = "default",
-    retries: int = 0,
+    retries: int | None = None,
     id: str | None = None,  # noqa: A002 - the option is called id everywhere (CLI, API, record)
     priority: int = 0,
     depends_on: str | Job | Iterable[str | Job] = (),
     after_any: bool = False,
-    backoff: float = 0.0,
+    backoff: float | None = None,
     backoff_max: float = 300.0,
 ) -> Options:
     """Options from keyword arguments. ``depends_on``: job ids (or ``Job`` handles) to run after,
     once all have succeeded; with ``after_any``, once all have finished however they ended.
     ``backoff``: seconds before the first retry, doubling for each next one up to ``backoff_max``,
-    with jitter (a retry waits between half and all of that)."""
+    with jitter (a retry waits between half and all of that). ``retries`` not given (None): the
+    queue's default (``jb retries QUEUE``), else 0; an explicit 0 means none, whatever the queue says.
+    ``backoff`` not given (None) takes the queue's backoff and backoff_max the same way."""
     deps = [depends_on] if isinstance(depends_on, str | Job) else list(depends_on)
     return Options(
         watchdog_s=watchdog,

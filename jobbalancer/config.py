@@ -47,7 +47,8 @@ class Settings:
         policy: how the balancer picks a worker (a built-in name or ``package.module:Class``).
         max_jobs_per_worker: caps every worker's slots; 0 means no cap.
         heartbeat_timeout: seconds without a heartbeat after which a worker is dead.
-        prefetch: jobs the balancer may assign to a worker beyond its free slots.
+        prefetch: jobs the balancer may assign to a worker beyond its free slots. Priority order
+            is loose by up to this many jobs per worker; 0 keeps it strict.
         poison_limit: deliveries lost with their worker after which a job is failed and dead-lettered.
         kill_grace: seconds between SIGTERM and SIGKILL when a job is killed.
         result_ttl: seconds a finished job record is kept.
@@ -59,7 +60,7 @@ class Settings:
     policy: str = "least-loaded"
     max_jobs_per_worker: int = 0
     heartbeat_timeout: float = 5.0
-    prefetch: int = 2
+    prefetch: int = 16  # lets a worker's slots take short jobs in batches (worker/slots.py)
     poison_limit: int = 3
     kill_grace: float = 2.0
     result_ttl: int = 7 * 24 * 3600

@@ -2,8 +2,9 @@
 
 Both live in Redis: ``spec_limit`` in ``<p>:config``, a queue's defaults in ``<p>:queue:<name>``
 (``retries``, ``backoff``, ``backoff_max``). A client reads them at most every ``REFRESH_S``
-seconds, so a submit stays one round trip. A queue's defaults fill in what a job left at its own
-default (no retries, no backoff); a job's own values win.
+seconds, so a submit stays one round trip. A queue's defaults fill in what a job did not give: its
+retries when they are ``None`` (not given; an explicit 0 stays 0), its backoff (with its cap) when it is ``None`` too. A
+job's own values win.
 """
 
 from __future__ import annotations
@@ -73,9 +74,9 @@ class SubmitRules:
                 "(pass big data by reference, or raise the setting spec_limit)"
             )
         defaults = self.queue(options.queue)
-        if options.retries == 0 and defaults.retries:
+        if options.retries is None:
             options = replace(options, retries=defaults.retries)
-        if options.backoff_s == 0 and defaults.backoff_s:
+        if options.backoff_s is None:
             options = replace(options, backoff_s=defaults.backoff_s, backoff_max_s=defaults.backoff_max_s)
         return options
 

@@ -28,6 +28,25 @@ class RedisUnavailable(JobBalancerError):
     """Redis did not answer at the configured URL."""
 
 
+class NotReplicated(JobBalancerError):
+    """A submit with ``wait_replicas`` that fewer replicas confirmed in time: a failover may lose the jobs.
+
+    Attributes:
+        job_ids: the jobs of that submit. If ``present``, they are on the primary and will run
+            unless it fails before a replica has them; else a failover has already lost some.
+        acked: replicas that confirmed; ``wanted``: replicas asked for; ``timeout_s``: the wait.
+    """
+
+    def __init__(self, job_ids: list[str], acked: int, wanted: int, timeout_s: float, present: bool) -> None:
+        self.job_ids, self.acked, self.wanted, self.timeout_s, self.present = job_ids, acked, wanted, timeout_s, present
+        jobs = f"job {job_ids[0]}" if len(job_ids) == 1 else f"{len(job_ids)} jobs ({job_ids[0]}, ...)"
+        if present:
+            why = f"only {acked} of {wanted} replicas confirmed within {timeout_s:g}s; a failover now would lose it"
+        else:
+            why = "not on the current primary: lost in a failover; submit again"
+        super().__init__(f"{jobs} not safely replicated: {why}")
+
+
 class NoSuchJob(JobBalancerError, KeyError):
     """No job record with that id (never created, deleted, or expired)."""
 

@@ -33,8 +33,8 @@ def _number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
-def _check_backoff(backoff_s: float, backoff_max_s: float) -> None:
-    if not (_number(backoff_s) and 0 <= backoff_s <= BACKOFF_LIMIT_S):
+def _check_backoff(backoff_s: float | None, backoff_max_s: float) -> None:
+    if backoff_s is not None and not (_number(backoff_s) and 0 <= backoff_s <= BACKOFF_LIMIT_S):
         raise InvalidJob(f"backoff must be from 0 to {BACKOFF_LIMIT_S:g} seconds, got {backoff_s!r}")
     if not (_number(backoff_max_s) and 0 < backoff_max_s <= BACKOFF_LIMIT_S):
         raise InvalidJob(f"backoff_max must be > 0 and at most {BACKOFF_LIMIT_S:g} seconds, got {backoff_max_s!r}")
@@ -67,12 +67,12 @@ class Options:
     watchdog_s: float | None = None
     realtime: bool = False
     queue: str = "default"
-    retries: int = 0
+    retries: int | None = None  # None: not given, so the queue's default (jb retries QUEUE), else 0
     priority: int = 0
     id: str | None = None
     depends_on: tuple[str, ...] = ()
     after_any: bool = False
-    backoff_s: float = 0.0
+    backoff_s: float | None = None  # None: not given, so the queue's default backoff, else none
     backoff_max_s: float = 300.0
 
     def validated(self) -> Options:
@@ -80,7 +80,7 @@ class Options:
             raise InvalidJob(f"watchdog must be a number of seconds > 0, got {self.watchdog_s!r}")
         if not QUEUE_PATTERN.match(self.queue):
             raise InvalidJob(f"queue {self.queue!r} is not a valid name (letters, digits, '.', '_', '-'; at most 64)")
-        if not (isinstance(self.retries, int) and 0 <= self.retries <= 100):
+        if self.retries is not None and not (isinstance(self.retries, int) and 0 <= self.retries <= 100):
             raise InvalidJob(f"retries must be an integer from 0 to 100, got {self.retries!r}")
         _check_backoff(self.backoff_s, self.backoff_max_s)
         if not (isinstance(self.priority, int) and abs(self.priority) <= PRIORITY_LIMIT):
@@ -213,7 +213,7 @@ def record_fields(spec: Spec, options: Options) -> dict[str, str]:
         "spec": spec.encode(),
         "queue": options.queue,
         "priority": str(options.priority),
-        "retries": str(options.retries),
+        "retries": str(options.retries or 0),
         "watchdog": "" if options.watchdog_s is None else repr(float(options.watchdog_s)),
         "realtime": "1" if options.realtime else "0",
     }
@@ -227,7 +227,7 @@ def submit_argv(job_id: str, spec: Spec, options: Options, extra: Mapping[str, A
     fields = record_fields(spec, options.validated())
     argv = [job_id, *(fields[name] for name in SUBMIT_FIELDS)]
     more = dict(extra or {})
-    if options.backoff_s > 0:  # read by complete.lua when a failed attempt is retried
+    if options.backoff_s:  # read by complete.lua when a failed attempt is retried
         backoff = {"backoff": repr(float(options.backoff_s)), "backoff_max": repr(float(options.backoff_max_s))}
         more["fields"] = {**more.get("fields", {}), **backoff}
     if options.depends_on:
@@ -260,6 +260,12 @@ def _float(value: str | None) -> float | None:
         return None
 
 
+def _ms_to_s(value: str | None) -> float | None:
+    """A Redis-clock time in ms (``retry_at``) as epoch seconds, like the record's other times."""
+    ms = _float(value)
+    return None if ms is None else ms / 1000
+
+
 def _int(value: str | None) -> int | None:
     try:
         return int(value) if value not in (None, "") else None
@@ -272,6 +278,11 @@ def _json(text: str | None) -> Any:
         return json.loads(text) if text else None
     except ValueError:
         return text
+
+
+def _params(text: str | None) -> dict[str, str] | None:
+    params = _json(text)
+    return {str(k): str(v) for k, v in params.items()} if isinstance(params, dict) else None
 
 
 def _status(job_id: str, text: str) -> Status:
@@ -308,6 +319,11 @@ class Record:
     after: str | None = None
     due_at: float | None = None
     schedule: str | None = None
+    script: str | None = None  # the named script it was made from, and the parameter values it got
+    params: dict[str, str] | None = None
+    failures: int = 0  # failed attempts so far: the retries spent
+    retry_at: float | None = None  # epoch s (Redis's clock) of the next retry of a job waiting out its backoff
+    backoff: float | None = None
 
     @property
     def finished(self) -> bool:
@@ -345,6 +361,11 @@ class Record:
             after=raw.get("after") or None,
             due_at=_float(raw.get("due_at")),
             schedule=raw.get("schedule") or None,
+            script=raw.get("script") or None,
+            params=_params(raw.get("params")),
+            failures=_int(raw.get("failures")) or 0,
+            retry_at=_ms_to_s(raw.get("retry_at")),
+            backoff=_float(raw.get("backoff")),
         )
 
     def to_dict(self) -> dict[str, Any]:
@@ -375,6 +396,11 @@ class Record:
             "after": self.after,
             "due_at": self.due_at,
             "schedule": self.schedule,
+            "script": self.script,
+            "params": self.params,
+            "failures": self.failures,
+            "retry_at": self.retry_at,
+            "backoff": self.backoff,
         }
         out.update({name: value for name, value in optional.items() if value})
         if self.kind == Kind.CALL:

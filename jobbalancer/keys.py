@@ -17,6 +17,7 @@ key                            type    holds
 ``<p>:w:<name>:jobs``          stream  jobs assigned to that worker; consumer group ``worker``
 ``<p>:w:<name>:ctl``           stream  control messages to that worker (cancel, drain, resume)
 ``<p>:workers``                zset    worker name -> last heartbeat (Redis clock, ms)
+``<p>:freed``                  hash    worker name -> entries its stream lost since the balancer looked
 ``<p>:leader``                 string  the active balancer's lease token ``<epoch>:<owner>``, PX
 ``<p>:leader:epoch``           string  fencing epoch, incremented on every lease acquisition
 ``<p>:deadlines``              zset    running job id -> watchdog deadline (Redis clock, ms)
@@ -25,6 +26,11 @@ key                            type    holds
 ``<p>:delayed``                zset    job id -> when (Redis ms) its retry re-enters the waiting set
 ``<p>:queue:<name>``           hash    a queue's retry defaults: retries, backoff, backoff_max
 ``<p>:config``                 hash    live settings: policy, max_jobs_per_worker, ...
+``<p>:stats``                  hash    counters since the start: finished jobs by queue, status and
+                                       run time bucket; reclaims; watchdog kills (``stats.py``)
+``<p>:stats:history``          stream  the active balancer's samples every 5 s: jobs finished so
+                                       far, waiting depth (capped: 12 h)
+``<p>:scripts``                hash    named scripts: name -> JSON {language, body, params, updated}
 =============================  ======  ==========================================================
 
 The Lua scripts build the same names from the prefix (see ``lua/_lib.lua``); keep both in step.
@@ -61,8 +67,16 @@ class Keys:
         return f"{self.prefix}:tick"
 
     @property
+    def seq(self) -> str:
+        return f"{self.prefix}:seq"
+
+    @property
     def workers(self) -> str:
         return f"{self.prefix}:workers"
+
+    @property
+    def freed(self) -> str:
+        return f"{self.prefix}:freed"
 
     @property
     def leader(self) -> str:
@@ -83,6 +97,18 @@ class Keys:
     @property
     def config(self) -> str:
         return f"{self.prefix}:config"
+
+    @property
+    def scripts(self) -> str:
+        return f"{self.prefix}:scripts"
+
+    @property
+    def stats(self) -> str:
+        return f"{self.prefix}:stats"
+
+    @property
+    def history(self) -> str:
+        return f"{self.prefix}:stats:history"
 
     @property
     def delayed(self) -> str:

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 
 import redis
 
+from jobbalancer.connection import connect
 from jobbalancer.errors import JobBalancerError
 
 
@@ -110,7 +111,7 @@ class EmbeddedRedis:
 
 def answers(url: str) -> bool:
     """Whether a Redis answers PING at ``url`` (bad credentials count as an answer)."""
-    client = redis.Redis.from_url(url, socket_connect_timeout=0.5, socket_timeout=1)
+    client = connect(url, check=False, socket_timeout_s=1, decode=False)  # any scheme, Sentinel too
     try:
         return bool(client.ping())
     except redis.AuthenticationError:

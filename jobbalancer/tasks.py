@@ -107,7 +107,7 @@ def task(func: Callable[P, R], /) -> Task[P, R]: ...
 def task(
     *,
     watchdog: float | None = None,
-    retries: int = 0,
+    retries: int | None = None,
     queue: str = "default",
     priority: int = 0,
     realtime: bool = False,
@@ -120,7 +120,7 @@ def task(
     /,
     *,
     watchdog: float | None = None,
-    retries: int = 0,
+    retries: int | None = None,
     queue: str = "default",
     priority: int = 0,
     realtime: bool = False,

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from types import FrameType
 
+from jobbalancer.connection import is_sentinel_url, redact
 from jobbalancer.errors import JobBalancerError
 from jobbalancer.server import EmbeddedRedis, answers, default_data_dir, host_port
 
@@ -91,12 +92,14 @@ class Cluster:
     web_host: str = "127.0.0.1"
     data_dir: Path = field(default_factory=default_data_dir)
     shutdown_timeout_s: float = 30.0
+    config_file: Path | None = None  # `jb --config FILE up`: every child reads the same file
     redis: EmbeddedRedis | None = None
     children: list[Child] = field(default_factory=list)
     stopping: threading.Event = field(default_factory=threading.Event)
 
     def base_argv(self) -> list[str]:
-        return [sys.executable, "-m", "jobbalancer", "--redis", self.url, "--prefix", self.prefix]
+        config = [] if self.config_file is None else ["--config", str(self.config_file)]
+        return [sys.executable, "-m", "jobbalancer", "--redis", self.url, "--prefix", self.prefix, *config]
 
     def plan(self) -> list[Child]:
         balancer = [*self.base_argv(), "balancer", "--scheduler"]  # scheduled jobs run without another process
@@ -135,6 +138,8 @@ class Cluster:
         if answers(self.url):
             log.info("using the Redis that answers at %s", self.url)
             return
+        if is_sentinel_url(self.url):
+            raise UpError(f"no primary answers at {redact(self.url)}; jb up starts a Redis only for a redis:// URL")
         host, port = host_port(self.url)
         if host not in LOCAL_HOSTS:
             raise UpError(f"no Redis answers at {self.url}, and it is not a local address to start one on")

@@ -1,11 +1,12 @@
 """Applying one pass's ops with ``dispatch.lua``: in chunks, fenced, and one bad entry isolated.
 
-A script that fails half-way keeps what it wrote before the failure. ``dispatch.lua`` acks an
-inbox entry only once its op is done, so after a failure the entries still in the inbox are
-exactly the ops not applied. If the failure is about one entry's data (its job key is not a hash:
-WRONGTYPE), retrying the same chunk would fail forever and block every job behind it; so the ops
-not applied are retried one by one, and an entry whose op still fails is dead-lettered with the
-reason. Any other refusal (FENCED, OOM, READONLY, ...) is about Redis or the lease: it propagates.
+``dispatch.lua`` dead-letters by itself an entry whose job key is not a hash. Should a call still
+fail half-way on one entry's data (WRONGTYPE from another key, such as a worker stream clobbered
+by hand), retrying the same chunk would fail forever and block every job behind it; so the ops of
+that chunk are retried one by one (an op already applied is skipped by the script: its job moved
+on), and an entry whose op still fails is dead-lettered with the reason. Any other refusal
+(FENCED, OOM, READONLY, ...) is about Redis or the lease: it propagates, and the entries of the
+failed call stay pending for the next term (``dispatch.lua`` acks them together at its end).
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from jobbalancer.scripts import Scripts
 
 log = logging.getLogger("jobbalancer.balancer")
 
-DISPATCH_CHUNK = 1000  # ops per script call: bounds how long one call holds Redis
+DISPATCH_CHUNK = 1000  # ops per script call: bounds how long one call holds Redis (a few ms)
 
 
 def apply_ops(client: redis.Redis, scripts: Scripts, keys: Keys, token: str, ops: list[Op]) -> list[int]:
-    """Apply ``ops`` under ``token``; one result per op (1 applied, 0 skipped or dead-lettered).
+    """Apply ``ops`` under ``token``; one result per op (1 applied, 0 skipped or dead-lettered,
+    2 its worker had left: see ``dispatch.lua``).
 
     Raises:
         redis.ResponseError: FENCED when the lease is lost (the scripts wrote nothing), or any

@@ -1,8 +1,9 @@
 """The balancer process: lead (or stand by), read the inbox, place jobs, reclaim the dead.
 
-One pass of the leader: renew the lease; read up to ``batch`` inbox entries; snapshot the live
-workers and the heads of the waiting queues; decide every entry (``plan.py`` with the policy); apply
-it all with one fenced ``dispatch.lua`` call. About every half second (Redis clock) it also releases
+One pass of the leader: renew the lease; read up to ``batch`` inbox entries; bring its picture of
+the live workers up to date (``fleet.py``: a cost that follows what changed, not the fleet's size)
+and read the heads of the waiting queues; decide every entry (``plan.py`` with the policy); apply
+it all with fenced ``dispatch.lua`` calls. About every half second (Redis clock) it also releases
 dead workers and times out jobs their worker did not stop (``reclaim.py``).
 
 Settings come from ``<p>:config`` and are re-read about once a second, so ``jb config set`` applies
@@ -25,26 +26,24 @@ import redis
 
 from jobbalancer.balancer.apply import apply_ops
 from jobbalancer.balancer.audit import Audit
+from jobbalancer.balancer.fleet import Fleet
 from jobbalancer.balancer.lease import DEFAULT_LEASE_MS, Lease
-from jobbalancer.balancer.plan import WORKER_FIELDS, Head, Op, parse_head, plan_pass, worker_view
-from jobbalancer.balancer.policies import JobView, LeastLoaded, Policy, WorkerView, check_policy, load_policy
+from jobbalancer.balancer.plan import Head, Op, parse_head, plan_pass
+from jobbalancer.balancer.policies import JobView, LeastLoaded, Policy, WorkerView, check_policy, load_policy, ranking
 from jobbalancer.balancer.reclaim import Liveness, drop_stale_head, reclaim_dead_workers, time_out_overdue
 from jobbalancer.balancer.retries import requeue_due_retries
 from jobbalancer.balancer.steal import steal_for_idle
 from jobbalancer.config import Settings
-from jobbalancer.connection import connect
-from jobbalancer.errors import InvalidSetting
+from jobbalancer.connection import connect, describe
+from jobbalancer.errors import InvalidSetting, RedisUnavailable
 from jobbalancer.keys import INBOX_GROUP, Keys
 from jobbalancer.scripts import Scripts
+from jobbalancer.stats import Sampler
 
 log = logging.getLogger("jobbalancer.balancer")
 
 
-def _pairs(replies: Sequence[Any]) -> list[tuple[Any, Any]]:
-    """(facts, stream length) per worker, from the flat replies of ``_queue_worker_rows``."""
-    return [(replies[i], replies[i + 1]) for i in range(0, len(replies), 2)]
-
-
+DEFAULT_BATCH = 2000  # inbox entries per pass: big passes spread the per-pass costs thin under load
 READ_BLOCK_MS = 200  # idle wait on the inbox; never 0, which Redis reads as "forever"
 CONFIG_EVERY_S = 1.0
 MAINTAIN_EVERY_MS = 500
@@ -58,6 +57,9 @@ class Snapshot:
     now_ms: int
     workers: list[WorkerView]
     heads: dict[str, list[Head]]
+
+
+GONE = 2  # dispatch.lua: the worker left <p>:workers before the assignment; the job waits
 
 
 def default_name() -> str:
@@ -89,7 +91,7 @@ class Balancer:
         policy: str | None = None,
         heartbeat_timeout_s: float | None = None,
         lease_ms: int = DEFAULT_LEASE_MS,
-        batch: int = 500,
+        batch: int = DEFAULT_BATCH,
     ) -> None:
         self.name = name or default_name()
         self.keys = Keys(prefix)
@@ -115,13 +117,14 @@ class Balancer:
         self._recover = False  # re-claim our pending entries (after an outage or a lost group)
         self._busy = False
         self._turn = 0
-        self._known: list[str] = []  # live workers as of the last pass
+        self._fleet = Fleet(self.keys)
         self._config_due = 0.0
         self._maintained_ms = 0
         self._bad_settings: set[tuple[str, str]] = set()
         self._outage_pause: float | None = None
         self._liveness = Liveness()  # no reclaim right after an outage: heartbeats could not land
         self._audit = Audit()  # re-queues jobs whose stream entry or waiting member was deleted
+        self._sampler = Sampler()  # the dashboard's history: finished total and waiting depth every 5 s
         self.leading = threading.Event()
         """Set while this balancer leads; tests and embedders can wait on it."""
         self.passes = 0
@@ -140,7 +143,11 @@ class Balancer:
         return self._settings
 
     def run(self) -> None:
-        """Lead or stand by until ``stop()``; Redis outages are waited out, never raised."""
+        """Lead or stand by until ``stop()``; Redis outages are waited out, never raised.
+
+        Raises:
+            RedisUnavailable: Redis refused the credentials (no retry will fix that; say so at once).
+        """
         self._runner = threading.get_ident()
         try:
             while not self._stop.is_set():
@@ -165,6 +172,8 @@ class Balancer:
         except redis.ResponseError as exc:
             self._on_reply_error(exc)
             return
+        except redis.AuthenticationError as exc:  # a ConnectionError to redis-py, but waiting will not help
+            raise RedisUnavailable(f"Redis at {self._describe_url()} refused the credentials: {exc}") from None
         except CONNECTION_ERRORS as exc:
             self._on_outage(exc)
             return
@@ -200,6 +209,7 @@ class Balancer:
             if "BUSYGROUP" not in str(exc):
                 raise
         self._config_due = 0.0
+        self._fleet.reset()
         cursor = "0-0"
         while True:
             reply: Any = self._client.xautoclaim(self.keys.inbox, INBOX_GROUP, self.name, 0, cursor, count=self.batch)
@@ -215,7 +225,7 @@ class Balancer:
         """One leader pass; return whether it did anything (then the next read does not block)."""
         entries = self._read() if claimed is None else list(claimed)
         snap = self._snapshot()
-        ops = plan_pass(entries, snap.workers, snap.heads, self._choose, self._turn)
+        ops = plan_pass(entries, snap.workers, snap.heads, self._choose, self._turn, ranking(self._policy))
         self._turn += 1
         results = self._dispatch(ops)
         self._drop_stale_heads(ops, results, snap.heads)
@@ -237,47 +247,15 @@ class Balancer:
         return list(reply[0][1]) if reply else []
 
     def _snapshot(self) -> Snapshot:
-        """Redis time, the live workers and the waiting heads: one round trip when the fleet is known.
-
-        The facts and stream lengths of the workers seen in the last pass ride along with the
-        time and the live set; only workers new since then cost a second round trip.
-        """
-        known = self._known
-        pipe = self._client.pipeline(transaction=False)
-        pipe.time()
-        pipe.zrange(self.keys.workers, 0, -1, withscores=True)
-        pipe.smembers(self.keys.waitq)
-        pipe.delete(self.keys.tick)  # this pass sees every freed slot so far: the next one may tick again
+        """Redis time, the live workers and the waiting heads; the workers from ``fleet.py``."""
         config_due = time.monotonic() >= self._config_due
-        if config_due:
-            pipe.hgetall(self.keys.config)
-        self._queue_worker_rows(pipe, known)
-        replies = pipe.execute()
-        secs_micros, scores, waitq = replies[:3]
-        if config_due:
-            self._apply_config(replies[4])
-        rows = dict(zip(known, _pairs(replies[4 + config_due :]), strict=True))
-        now_ms = int(secs_micros[0]) * 1000 + int(secs_micros[1]) // 1000
-        cutoff_ms = now_ms - self._settings.heartbeat_timeout * 1000
-        live = [name for name, score in scores if score >= cutoff_ms]
-        new = [name for name in live if name not in rows]
-        if new:
-            pipe = self._client.pipeline(transaction=False)
-            self._queue_worker_rows(pipe, new)
-            rows.update(zip(new, _pairs(pipe.execute()), strict=True))
-        self._known = live
-        workers = self._workers(live, rows)
-        return Snapshot(now_ms, workers, self._heads(sorted(waitq), workers))
-
-    def _queue_worker_rows(self, pipe: redis.client.Pipeline, names: Sequence[str]) -> None:
-        for name in names:
-            pipe.hmget(self.keys.worker(name), list(WORKER_FIELDS))
-            pipe.xlen(self.keys.worker_jobs(name))
-
-    def _workers(self, names: list[str], rows: Mapping[str, tuple[Any, Any]]) -> list[WorkerView]:
-        cap, prefetch = self._settings.max_jobs_per_worker, self._settings.prefetch
-        views = (worker_view(name, rows[name][0], int(rows[name][1]), cap, prefetch) for name in names)
-        return [view for view in views if view is not None]
+        look = self._fleet.look(self._client, config_due, self._settings.heartbeat_timeout)
+        if look.config is not None:
+            self._config_due = time.monotonic() + CONFIG_EVERY_S
+            self._apply_config(look.config)
+        settings = self._settings
+        workers = self._fleet.workers(settings.max_jobs_per_worker, settings.prefetch)
+        return Snapshot(look.now_ms, workers, self._heads(look.waitq, workers))
 
     def _heads(self, queues: list[str], workers: list[WorkerView]) -> dict[str, list[Head]]:
         """The first waiting jobs of each queue, as many as its workers have free slots."""
@@ -307,13 +285,16 @@ class Balancer:
         """Apply the ops (``apply.py``), fenced by our token; a FENCED reply propagates."""
         results = apply_ops(self._client, self._scripts, self.keys, self._token(), ops)
         for op, applied in zip(ops, results, strict=True):
-            if applied:
+            if applied == GONE:
+                self._fleet.gone(op["w"])
+            elif applied:
                 self._log_op(op)
         return results
 
     def _log_op(self, op: Op) -> None:
         if op["o"] == "a":
             self.placed += 1
+            self._fleet.placed(op["w"])
         elif op["o"] == "d":
             log.warning("inbox entry %s dead-lettered: %s (raw %s)", op["e"], op["why"], op["raw"])
         elif op["o"] == "r":
@@ -327,7 +308,7 @@ class Balancer:
         """
         queue_of = {head.member: queue for queue, rows in heads.items() for head in rows}
         for op, applied in zip(ops, results, strict=True):
-            if op["o"] == "a" and "m" in op and not applied:
+            if op["o"] == "a" and "m" in op and applied == 0:
                 drop_stale_head(self._client, self.keys, queue_of[op["m"]], op["id"], op["m"])
 
     def _maintain(self, now_ms: int) -> None:
@@ -337,6 +318,7 @@ class Balancer:
         time_out_overdue(self._client, self._scripts, self.keys, token, now_ms, settings)
         self._audit.step(self._client, self._scripts, self.keys, token)
         requeue_due_retries(self._client, self._scripts, self.keys, token)
+        self._sampler.step(self._client, self.keys, now_ms)
 
     def _apply_config(self, raw: Mapping[str, str]) -> None:
         """Adopt the config hash; a value that does not validate keeps the previous one, logged once."""
@@ -397,8 +379,7 @@ class Balancer:
         self._outage_pause = min(self._outage_pause * 2, BACKOFF_MAX_S)
 
     def _describe_url(self) -> str:
-        kwargs = self._client.connection_pool.connection_kwargs
-        return str(kwargs.get("path") or f"{kwargs.get('host')}:{kwargs.get('port')}")
+        return describe(self._client)
 
     def _release(self) -> None:
         self._leading = False

@@ -11,12 +11,14 @@ the K free slots of that queue's workers, and new entries beyond them wait.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
-from jobbalancer.balancer.policies import JobView, WorkerView
+from jobbalancer.balancer.policies import JobView, Ranked, WorkerView
+from jobbalancer.balancer.pool import Pool
 from jobbalancer.job import ID_PATTERN, PRIORITY_LIMIT, QUEUE_PATTERN
 
 Op = dict[str, str]
@@ -48,11 +50,17 @@ class Head:
         return self.member.partition(":")[0]
 
 
+@functools.lru_cache(maxsize=4096)
+def _valid_queue(name: str) -> bool:
+    """Whether a queue name is well formed; remembered, since a cluster has few queues."""
+    return QUEUE_PATTERN.match(name) is not None
+
+
 def _problem(fields: Mapping[str, str]) -> str | None:
     job_id = fields.get("id")
     if not job_id or not ID_PATTERN.match(job_id):
         return "inbox entry has no valid job id" if job_id else "inbox entry has no job id"
-    if not QUEUE_PATTERN.match(fields.get("queue", "")):
+    if not _valid_queue(fields.get("queue", "")):
         return f"queue {fields.get('queue')!r} is not a valid queue name"
     try:
         priority = int(fields.get("priority", "0"))
@@ -137,31 +145,61 @@ def worker_view(
 
 
 class Plan:
-    """The decisions of one pass, keeping the in-memory load current after each choice."""
+    """The decisions of one pass, keeping the in-memory load current after each choice.
 
-    def __init__(self, workers: Sequence[WorkerView], choose: Chooser) -> None:
+    With a ``ranked`` policy (the built-in least-loaded, cpu and round-robin) each queue's
+    candidates sit in a heap (``pool.py``): a choice costs O(log workers) instead of a look at
+    every worker. Any other policy's ``choose`` gets the full candidate list for every job.
+    """
+
+    def __init__(self, workers: Sequence[WorkerView], choose: Chooser, ranked: Ranked | None = None) -> None:
         self.workers = {w.name: w for w in workers}
         self.ops: list[Op] = []
+        self.last_pick: str | None = None
         self._choose = choose
+        self._ranked = ranked
+        self._picks: dict[str, int] = {}
+        self._pools: dict[str, Pool] = {}
 
     def candidates(self, queue: str, *, now: bool = False) -> list[WorkerView]:
         """Workers serving ``queue`` that may take a job (``now``: that would start it at once)."""
         return [w for w in self.workers.values() if queue in w.queues and (w.free_now if now else w.free) > 0]
 
+    def _pool(self, queue: str, ranked: Ranked) -> Pool:
+        pool = self._pools.get(queue)
+        if pool is None:
+            after = ranked.rotation.last
+            pool = self._pools[queue] = Pool(self.candidates(queue), ranked.rank, self._picks, after)
+        return pool
+
     def free(self, queue: str) -> int:
         """How many jobs of ``queue`` can be placed now."""
+        if self._ranked is not None:
+            return self._pool(queue, self._ranked).free
         return sum(w.free for w in self.candidates(queue))
 
-    def _assign(self, job: JobView, candidates: Sequence[WorkerView], source: Op) -> None:
-        chosen = self._choose(job, candidates)
-        self.workers[chosen.name] = replace(chosen, outstanding=chosen.outstanding + 1)
+    def _assign(self, job: JobView, chosen: WorkerView, source: Op) -> None:
+        taken = chosen.with_outstanding(chosen.outstanding + 1)
+        self.workers[chosen.name] = taken
+        self._picks[chosen.name] = self._picks.get(chosen.name, 0) + 1
+        for queue in taken.queues:
+            pool = self._pools.get(queue)
+            if pool is not None:
+                pool.update(taken)
+        self.last_pick = chosen.name
         self.ops.append({"o": "a", "id": job.id, "w": chosen.name, **source})
+
+    def _best(self, job: JobView) -> WorkerView | None:
+        if self._ranked is not None:
+            return self._pool(job.queue, self._ranked).best()
+        candidates = self.candidates(job.queue)
+        return self._choose(job, candidates) if candidates else None
 
     def realtime(self, item: Inbound) -> None:
         """Start it on a worker with a slot free now, or reject it."""
         candidates = self.candidates(item.job.queue, now=True)
         if candidates:
-            self._assign(item.job, candidates, {"e": item.entry})
+            self._assign(item.job, self._choose(item.job, candidates), {"e": item.entry})
         else:
             self.ops.append({"o": "r", "id": item.job.id, "e": item.entry})
 
@@ -174,9 +212,10 @@ class Plan:
         ranked += [(-item.job.priority, 1, n, item) for n, item in enumerate(fresh)]
         ranked.sort(key=lambda row: row[:3])  # never reaches mixed types: waiting (0) vs new (1) differ first
         for n, (*_, item) in enumerate(ranked):
-            if n < free:
+            chosen = self._best(item.job) if n < free else None
+            if chosen is not None:
                 source = {"m": item.member} if isinstance(item, Head) else {"e": item.entry}
-                self._assign(item.job, self.candidates(queue), source)
+                self._assign(item.job, chosen, source)
             elif isinstance(item, Inbound):
                 self.ops.append({"o": "w", "id": item.job.id, "e": item.entry})
 
@@ -187,6 +226,7 @@ def plan_pass(
     heads: Mapping[str, Sequence[Head]],
     choose: Chooser,
     turn: int = 0,
+    ranked: Ranked | None = None,
 ) -> list[Op]:
     """Every op of one pass.
 
@@ -197,8 +237,10 @@ def plan_pass(
             free slots); a queue listed here is served even without new entries.
         choose: the policy's choice (the loop wraps it with a fallback).
         turn: rotates the order queues are served in, so that no queue always comes last.
+        ranked: the policy, when it is a ranking one (``policies.ranking``): its choices come from
+            per-queue heaps, and its turn moves on to this pass's last pick.
     """
-    plan = Plan(workers, choose)
+    plan = Plan(workers, choose, ranked)
     fresh: dict[str, list[Inbound]] = {}
     for entry, fields in entries:
         item = parse_entry(entry, fields)
@@ -213,4 +255,6 @@ def plan_pass(
         start = turn % len(queues)
         for queue in queues[start:] + queues[:start]:
             plan.serve(queue, heads.get(queue, ()), fresh.get(queue, ()))
+    if ranked is not None and plan.last_pick is not None:
+        ranked.rotation.moved_to(plan.last_pick)
     return plan.ops

@@ -67,6 +67,13 @@ class WorkerView:
     queues: frozenset[str] = frozenset({"default"})
     prefetch: int = 0
 
+    def with_outstanding(self, outstanding: int) -> WorkerView:
+        """A copy with another outstanding count; what ``dataclasses.replace`` does, several times
+        faster (the balancer makes one per job it places)."""
+        copy = object.__new__(WorkerView)
+        copy.__dict__.update(self.__dict__, outstanding=outstanding)
+        return copy
+
     @property
     def free(self) -> int:
         """Jobs the balancer may still assign to it: slots plus prefetch minus outstanding."""
@@ -98,7 +105,7 @@ def _least_loaded_key(worker: WorkerView) -> tuple[float, int]:
     return worker.load, worker.outstanding
 
 
-class _Rotation:
+class Rotation:
     """Takes turns by name: picks the first worker named after the last one picked, wrapping round.
 
     Keyed by name rather than by position so that workers joining or leaving do not reset the turn.
@@ -106,6 +113,15 @@ class _Rotation:
 
     def __init__(self) -> None:
         self._last: str | None = None
+
+    @property
+    def last(self) -> str | None:
+        """The name picked last."""
+        return self._last
+
+    def moved_to(self, name: str) -> None:
+        """Note a pick made elsewhere (the balancer's heap, ``pool.py``): the turn goes on from it."""
+        self._last = name
 
     def pick(self, workers: Sequence[WorkerView]) -> WorkerView:
         ordered = sorted(workers, key=lambda w: w.name)
@@ -115,7 +131,7 @@ class _Rotation:
         return chosen
 
 
-def _pick_min(rotation: _Rotation, candidates: Sequence[WorkerView], key: Callable[[WorkerView], Any]) -> WorkerView:
+def _pick_min(rotation: Rotation, candidates: Sequence[WorkerView], key: Callable[[WorkerView], Any]) -> WorkerView:
     best = min(key(w) for w in candidates)
     return rotation.pick([w for w in candidates if key(w) == best])
 
@@ -123,31 +139,40 @@ def _pick_min(rotation: _Rotation, candidates: Sequence[WorkerView], key: Callab
 class RoundRobin:
     """Every candidate in turn, in name order."""
 
+    def rank(self, worker: WorkerView) -> tuple[float, ...]:
+        return ()
+
     def __init__(self) -> None:
-        self._rotation = _Rotation()
+        self.rotation = Rotation()
 
     def choose(self, job: JobView, candidates: Sequence[WorkerView]) -> WorkerView:
-        return self._rotation.pick(candidates)
+        return self.rotation.pick(candidates)
 
 
 class LeastLoaded:
     """Lowest outstanding/slots, then fewest outstanding; ties take turns."""
 
+    def rank(self, worker: WorkerView) -> tuple[float, ...]:
+        return _least_loaded_key(worker)
+
     def __init__(self) -> None:
-        self._rotation = _Rotation()
+        self.rotation = Rotation()
 
     def choose(self, job: JobView, candidates: Sequence[WorkerView]) -> WorkerView:
-        return _pick_min(self._rotation, candidates, _least_loaded_key)
+        return _pick_min(self.rotation, candidates, _least_loaded_key)
 
 
 class LowestCpu:
     """Lowest CPU use from the heartbeats, then least-loaded; ties take turns."""
 
+    def rank(self, worker: WorkerView) -> tuple[float, ...]:
+        return (worker.cpu, *_least_loaded_key(worker))
+
     def __init__(self) -> None:
-        self._rotation = _Rotation()
+        self.rotation = Rotation()
 
     def choose(self, job: JobView, candidates: Sequence[WorkerView]) -> WorkerView:
-        return _pick_min(self._rotation, candidates, lambda w: (w.cpu, *_least_loaded_key(w)))
+        return _pick_min(self.rotation, candidates, lambda w: (w.cpu, *_least_loaded_key(w)))
 
 
 class Random:
@@ -171,6 +196,25 @@ class PowerOfTwo:
             return candidates[0]
         first, second = self._rng.sample(list(candidates), 2)
         return second if _least_loaded_key(second) < _least_loaded_key(first) else first
+
+
+class Ranked(Protocol):
+    """A policy that picks the candidate of lowest ``rank``, taking turns by name among equals.
+
+    The balancer keeps such a policy's candidates in a heap (``pool.py``) instead of asking
+    ``choose`` with every candidate for every job; ``rotation`` carries the turn between passes.
+    """
+
+    rotation: Rotation
+
+    def rank(self, worker: WorkerView) -> tuple[float, ...]: ...
+
+
+def ranking(policy: Policy) -> Ranked | None:
+    """The policy as a ``Ranked`` one if it is a built-in that ranks (not a subclass: it may override)."""
+    if type(policy) in (LeastLoaded, LowestCpu, RoundRobin):
+        return policy  # type: ignore[return-value]  # the three classes implement Ranked
+    return None
 
 
 BUILTIN_POLICIES: dict[str, type[Policy]] = {

@@ -29,6 +29,7 @@ import redis
 from jobbalancer.bench.follow import Tracker
 from jobbalancer.bench.report import percentile
 from jobbalancer.client import Client
+from jobbalancer.connection import connect
 from jobbalancer.job import Options, Record, Spec, Status
 from jobbalancer.keys import Keys
 
@@ -110,7 +111,7 @@ def wait_for_cluster(proc: subprocess.Popen[bytes], url: str, prefix: str, worke
         if proc.poll() is not None:
             raise RuntimeError(f"`jb up` exited with {proc.returncode} before the cluster was ready")
         try:
-            with redis.Redis.from_url(url, decode_responses=True, socket_connect_timeout=0.5) as r:
+            with connect(url, check=False) as r:  # any URL jb takes, Sentinel too
                 return bool(r.zcard(keys.workers) >= workers and r.exists(keys.leader))
         except redis.RedisError:
             return False

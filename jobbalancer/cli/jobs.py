@@ -13,7 +13,9 @@ from rich.table import Table
 
 from jobbalancer.cli.base import echo_json, fail, pass_client
 from jobbalancer.cli.schedule import later_kwargs, later_options
+from jobbalancer.cli.scripts import script_options, submit_script
 from jobbalancer.client import Client
+from jobbalancer.durability import WaitReplicas
 from jobbalancer.errors import InvalidJob
 from jobbalancer.job import Kind, Record, Status
 
@@ -28,6 +30,17 @@ def parse_env(pairs: tuple[str, ...]) -> dict[str, str]:
     return env
 
 
+def _program(command: tuple[str, ...], as_argv: bool, param_pairs: tuple[str, ...]) -> str | list[str]:
+    """What ``jb submit`` runs without --script: one shell line, or with --argv a program and its arguments."""
+    if param_pairs:
+        raise InvalidJob("-p/--param gives a named script's parameters: use it with --script NAME")
+    if not command:
+        raise click.UsageError("Missing argument 'COMMAND' (or --script NAME).")
+    if not as_argv and len(command) != 1:
+        raise InvalidJob("a shell COMMAND is one argument (quote it); --argv -- PROG ARG... runs without a shell")
+    return list(command) if as_argv else command[0]
+
+
 def stream_output(client: Client, job_id: str) -> Record:
     """Copy the job's live output to our stdout/stderr and return its final record."""
     for chunk in client.follow(job_id):
@@ -38,13 +51,13 @@ def stream_output(client: Client, job_id: str) -> Record:
 
 
 @click.command()
-@click.argument("command", nargs=-1, required=True, metavar="COMMAND")
+@click.argument("command", nargs=-1, metavar="[COMMAND]")  # none with --script
 @click.option("--argv", "as_argv", is_flag=True, help="COMMAND is a program and its arguments, run without a shell.")
 @click.option("--watchdog", type=float, metavar="S", help="Kill the job (whole process tree) after S seconds.")
 @click.option("--realtime", is_flag=True, help="Reject at once if no worker has a free slot.")
 @click.option("--queue", default="default", show_default=True, help="Queue the job goes to.")
-@click.option("--retries", type=int, default=0, show_default=True, help="Extra attempts after a failure.")
-@click.option("--backoff", type=float, default=0.0, metavar="S", help="Wait S s before a retry, doubling each time.")
+@click.option("--retries", type=int, help="Extra attempts after a failure (0: none) [default: the queue's, else 0].")
+@click.option("--backoff", type=float, metavar="S", help="Wait S s before a retry, doubling [default: queue's, or 0].")
 @click.option("--backoff-max", type=float, default=300.0, show_default=True, metavar="S", help="Longest backoff.")
 @click.option("--id", "job_id", help="Your own id; submitting an existing id returns that job.")
 @click.option("--priority", type=int, default=0, show_default=True, help="Higher runs first among waiting jobs.")
@@ -52,7 +65,12 @@ def stream_output(client: Client, job_id: str) -> Record:
 @click.option("--env", "env_pairs", multiple=True, metavar="K=V", help="Environment variable (repeatable).")
 @click.option("--wait", is_flag=True, help="Stream the output and exit with the job's exit code.")
 @click.option("--json", "as_json", is_flag=True, help="Print the job record as JSON.")
+@click.option(
+    "--wait-replicas", type=int, metavar="N", help="Return once N replicas have the job (Redis WAIT; JB_WAIT_REPLICAS)."
+)
+@click.option("--wait-replicas-timeout", type=float, metavar="S", help="Fail if they have not within S s (default 1).")
 @later_options
+@script_options
 @click.pass_context
 def submit(
     ctx: click.Context,
@@ -61,8 +79,8 @@ def submit(
     watchdog: float | None,
     realtime: bool,
     queue: str,
-    retries: int,
-    backoff: float,
+    retries: int | None,
+    backoff: float | None,
     backoff_max: float,
     job_id: str | None,
     priority: int,
@@ -70,30 +88,38 @@ def submit(
     env_pairs: tuple[str, ...],
     wait: bool,
     as_json: bool,
+    wait_replicas: int | None,
+    wait_replicas_timeout: float | None,
     after: tuple[str, ...],
     after_any: bool,
     delay: str | None,
     at: str | None,
     cron: str | None,
+    script: str | None,
+    param_pairs: tuple[str, ...],
 ) -> None:
-    """Submit a shell COMMAND; prints the job id. With --argv, COMMAND is PROG ARG... (after --), no shell."""
-    if not as_argv and len(command) != 1:
-        raise InvalidJob("a shell COMMAND is one argument (quote it); --argv -- PROG ARG... runs without a shell")
+    """Submit a shell COMMAND; prints the job id. With --argv, COMMAND is PROG ARG... (after --), no shell.
+
+    With --script NAME (and -p K=V ...), no COMMAND: run a named script (see `jb scripts`).
+    """
     client = pass_client(ctx)
-    job = client.submit(
-        list(command) if as_argv else command[0],
-        cwd=cwd,
-        env=parse_env(env_pairs),
-        watchdog=watchdog,
-        realtime=realtime,
-        queue=queue,
-        retries=retries,
-        backoff=backoff,
-        backoff_max=backoff_max,
-        id=job_id,
-        priority=priority,
+    if wait_replicas is not None or wait_replicas_timeout is not None:
+        client.replicas = WaitReplicas.from_env(wait_replicas, wait_replicas_timeout)
+    options = {
+        "watchdog": watchdog,
+        "realtime": realtime,
+        "queue": queue,
+        "retries": retries,
+        "backoff": backoff,
+        "backoff_max": backoff_max,
+        "id": job_id,
+        "priority": priority,
         **later_kwargs(after, after_any, delay, at, cron, wait),
-    )
+    }
+    if script is not None:
+        job = submit_script(client, script, param_pairs, options, bool(command or as_argv or cwd or env_pairs))
+    else:
+        job = client.submit(_program(command, as_argv, param_pairs), cwd=cwd, env=parse_env(env_pairs), **options)
     if not wait:
         echo_json(job.info()) if as_json else click.echo(job.id)
         return

@@ -11,8 +11,11 @@ from types import FrameType
 import click
 
 from jobbalancer.balancer import Balancer
+from jobbalancer.balancer.policies import check_policy
 from jobbalancer.cli.base import CliContext, setup_logging
 from jobbalancer.cli.schedule import start_scheduler
+from jobbalancer.conffile import check_cluster_policy, loaded_file, seed
+from jobbalancer.connection import connect
 from jobbalancer.up import Cluster
 from jobbalancer.worker import Worker
 
@@ -28,8 +31,13 @@ def _context(ctx: click.Context) -> CliContext:
 @click.option("--concurrency", type=click.IntRange(1, 1024), help="Slots per worker [default: CPU count].")
 @click.option("--policy", help="Balancing policy (see `jb config`).")
 @click.option("--path", "paths", multiple=True, metavar="DIR", help="Put DIR on the workers' sys.path (repeatable).")
-@click.option("--data-dir", type=click.Path(path_type=Path), help="Embedded Redis data [default: .jobbalancer].")
-@click.option("--allow-root", is_flag=True, help="Let workers (and the dashboard) run as root.")
+@click.option(
+    "--data-dir",
+    type=click.Path(path_type=Path),
+    envvar="JB_DATA_DIR",
+    help="Embedded Redis data [default: .jobbalancer].",
+)
+@click.option("--allow-root", is_flag=True, envvar="JB_ALLOW_ROOT", help="Let workers (and the dashboard) run as root.")
 @click.option("--web-port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Dashboard port.")
 @click.option("--no-web", is_flag=True, help="Do not start the dashboard (`jb web`).")
 @click.option("-v", "--verbose", is_flag=True)
@@ -51,6 +59,9 @@ def up(
     obj = _context(ctx)
     web = None if no_web else web_port
     cluster = Cluster(obj.url, obj.prefix, n_workers, concurrency, policy, paths, allow_root, web_port=web)
+    loaded = loaded_file(ctx)
+    if loaded is not None:  # the children read it too: [worker] for the workers, [cluster] for the balancer
+        cluster.config_file = loaded.path
     if data_dir is not None:
         cluster.data_dir = data_dir
     ctx.exit(cluster.run())
@@ -127,6 +138,7 @@ def balancer(
     setup_logging(verbose)
     obj = _context(ctx)
     the_balancer = Balancer(obj.url, obj.prefix, name=name, policy=policy, heartbeat_timeout_s=heartbeat_timeout)
+    _seed_cluster(ctx, obj)
 
     def on_signal(_signum: int, _frame: FrameType | None) -> None:
         the_balancer.stop()
@@ -141,3 +153,16 @@ def balancer(
     finally:
         if stop_scheduler is not None:
             stop_scheduler()
+
+
+def _seed_cluster(ctx: click.Context, obj: CliContext) -> None:
+    """The configuration file's ``[cluster]`` settings, for each the cluster has no value for yet."""
+    loaded = loaded_file(ctx)
+    if loaded is None or not loaded.cluster:
+        return
+    check_cluster_policy(loaded, check_policy)
+    client = connect(obj.url)
+    try:
+        seed(client, obj.prefix, loaded.cluster)
+    finally:
+        client.close()

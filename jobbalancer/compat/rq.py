@@ -117,7 +117,7 @@ def convert(
         depends_on=tuple(job._dependency_ids),
         after_any=bool(job.allow_dependency_failures) and bool(job._dependency_ids),
         # rq waits its intervals between retries; jobbalancer's backoff doubles from a base up to a cap
-        backoff_s=intervals[0] if intervals else 0.0,
+        backoff_s=intervals[0] if intervals else None,
         backoff_max_s=max(intervals) if intervals else 300.0,
     ).validated()
     fields: dict[str, str] = {}

@@ -21,6 +21,7 @@ from rq_scheduler import Scheduler
 
 from jobbalancer.compat.rq import Queue
 from jobbalancer.config import key_prefix
+from jobbalancer.connection import connect
 from jobbalancer.errors import InvalidJob
 from jobbalancer.keys import Keys
 from jobbalancer.schedule.store import redis_now
@@ -76,7 +77,7 @@ class SchedulerLoop:
     def __init__(
         self, url: str, prefix: str | None = None, *, interval_s: float = 1.0, name: str | None = None
     ) -> None:
-        self.connection = redis.Redis.from_url(url, socket_connect_timeout=5)  # bytes: rq needs them
+        self.connection = connect(url, check=False, decode=False)  # bytes: rq needs them
         self.scheduler = JobBalancerScheduler(self.connection, key_prefix(prefix), interval_s, name)
         self.interval_s = interval_s
         self.passes = 0

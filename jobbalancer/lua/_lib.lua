@@ -31,11 +31,12 @@ local function dead(id, reason, raw)
 end
 
 -- Drop one entry of a worker's stream (ack in its group, then delete). The group may be gone
--- when the stream was reclaimed, hence pcall.
+-- when the stream was reclaimed, hence pcall. A deleted entry is a freed slot: counted in
+-- <p>:freed, which the balancer reads and clears each pass instead of every stream's length.
 local function drop_entry(worker, entry)
   if entry and entry ~= '' then
     redis.pcall('XACK', wstream(worker), 'worker', entry)
-    redis.call('XDEL', wstream(worker), entry)
+    if redis.call('XDEL', wstream(worker), entry) == 1 then redis.call('HINCRBY', P .. ':freed', worker, 1) end
   end
 end
 
@@ -142,7 +143,7 @@ local function settle_dependents(id, status, finish_fn)
           if string.sub(why, 1, 11) ~= 'dependency ' then why = 'dependency ' .. pid .. ' ' .. pst end
           finish_fn(d, 'cancelled', 'exit_code', 130, 'error', why)
         elseif redis.call('SCARD', djk .. ':deps') == 0 then
-          redis.call('XADD', P .. ':inbox', '*', 'id', d, 'queue', q, 'priority', prio, 'realtime', rt)
+          redis.call('HSET', djk, 'ie', redis.call('XADD', P .. ':inbox', '*', 'id', d, 'queue', q, 'priority', prio, 'realtime', rt))
         end
       end
     end
@@ -152,12 +153,39 @@ local function settle_dependents(id, status, finish_fn)
   settling = nil
 end
 
+-- Statistics for /metrics and the dashboard's history, in the hash <p>:stats (jobbalancer/stats.py
+-- reads it; keep the field names and bucket bounds in step). stats_finished costs a finished job
+-- one HINCRBY (never started) or two (it ran): its run time's duration bucket (not cumulative)
+-- and the sum of run times in ms, as fields '<queue>|<status>|<le>' and '<queue>|<status>|ms'.
+local DURATION_BUCKETS = {'0.05', '0.1', '0.25', '0.5', '1', '2.5', '5', '10', '30', '60', '300', '900', '3600', '14400'}
+local function stats_finished(queue, status, started_at, secs)
+  local field = (queue or '') .. '|' .. status .. '|'
+  local start = tonumber(started_at)
+  if not start then
+    redis.call('HINCRBY', P .. ':stats', field .. 'nr', 1)
+    return
+  end
+  local s = math.max(0, tonumber(secs) - start)
+  local le = '+Inf'
+  for _, bound in ipairs(DURATION_BUCKETS) do
+    if s <= tonumber(bound) then le = bound break end
+  end
+  redis.call('HINCRBY', P .. ':stats', field .. le, 1)
+  redis.call('HINCRBY', P .. ':stats', field .. 'ms', math.floor(s * 1000 + 0.5))
+end
+-- Rare events, one field each: 'watchdog|<by>' (a job's watchdog killed it: by its worker, or by
+-- the balancer's overdue backstop) and 'reclaimed|<outcome>' (jobs taken back from a lost worker).
+local function stats_count(field, n)
+  if n > 0 then redis.call('HINCRBY', P .. ':stats', field, n) end
+end
+
 -- Record a terminal status with extra field/value pairs; start the record's TTL (the job's own
 -- result_ttl if it has one, -1 meaning keep it); wake waiters; settle its dependents.
 local function finish(id, status, ...)
   local jk = jobkey(id)
   local _, secs = clock()
-  local worker, own_ttl, linked = unpack(redis.call('HMGET', jk, 'worker', 'result_ttl', 'linked'))
+  local worker, own_ttl, linked, queue, started = unpack(redis.call('HMGET', jk, 'worker', 'result_ttl', 'linked', 'queue', 'started_at'))
+  stats_finished(queue, status, started, secs)
   local ttl = tonumber(own_ttl) or setting('result_ttl')
   redis.call('HSET', jk, 'status', status, 'finished_at', secs, ...)
   redis.call('HDEL', jk, 'wm', 'entry', 'cancel', 'seq', 'retry_at')
@@ -188,6 +216,46 @@ local function start_job(me, id, attempt, entry)
   end
   drop_entry(me, entry)
   return false
+end
+
+-- A worker records the outcome of one attempt, fenced: only the worker that owns the job at that
+-- attempt may write it (complete.lua for one outcome; take.lua for a slot's batch). A failed
+-- attempt with retries left goes back to waiting (after its backoff: retry_later); a failed job
+-- that spent its retries, or that the worker could not even parse, is also copied to the dead
+-- letters. Returns 1 recorded, 2 re-queued for a retry, 0 fenced out (nothing written). The caller
+-- then calls jobs_done once for all it recorded, which counts them and wakes the balancer.
+local OUTCOME_FIELDS = {'exit_code', 'error', 'result', 'stdout', 'stderr'}
+local function complete_job(me, id, attempt, entry, status, ...)
+  local values = {...}
+  local jk = jobkey(id)
+  drop_entry(me, entry)
+  local st, w, att, retries, failures = unpack(redis.call('HMGET', jk, 'status', 'worker', 'attempts', 'retries', 'failures'))
+  if not (w == me and att == attempt and (st == 'running' or st == 'assigned')) then return 0 end
+  local extra = {}
+  for i, name in ipairs(OUTCOME_FIELDS) do
+    if values[i] and values[i] ~= '' then
+      extra[#extra + 1] = name
+      extra[#extra + 1] = values[i]
+    end
+  end
+  if status == 'failed' and (tonumber(failures) or 0) < (tonumber(retries) or 0) then
+    local n = redis.call('HINCRBY', jk, 'failures', 1)
+    if #extra > 0 then redis.call('HSET', jk, unpack(extra)) end
+    retry_later(id, n)
+    return 2
+  end
+  finish(id, status, unpack(extra))
+  if status == 'failed' then dead_if_spent(id, retries, values[2]) end
+  if status == 'timed_out' then stats_count('watchdog|worker', 1) end  -- its worker's watchdog fired
+  return 1
+end
+
+-- After complete_job: count the worker's jobs done (recorded or re-queued) and, if any job was
+-- recorded (its slot is free and nothing of it comes back), wake the balancer when jobs wait.
+local function jobs_done(me, done, recorded)
+  local wk = P .. ':w:' .. me
+  if done > 0 and redis.call('EXISTS', wk) == 1 then redis.call('HINCRBY', wk, 'jobs_done', done) end
+  if recorded > 0 then tick_if_waiting() end
 end
 
 local TERMINAL = {succeeded = true, failed = true, timed_out = true, cancelled = true, rejected = true}

@@ -15,7 +15,7 @@ if run_id == '' then
   redis.call('HSET', jk, 'status', 'queued')
   redis.call('HDEL', jk, unpack(sched_fields))
   event(id, 'queued', '')
-  redis.call('XADD', P .. ':inbox', '*', 'id', id, 'queue', q, 'priority', prio, 'realtime', rt)
+  redis.call('HSET', jk, 'ie', redis.call('XADD', P .. ':inbox', '*', 'id', id, 'queue', q, 'priority', prio, 'realtime', rt))
   return 1
 end
 
@@ -35,7 +35,7 @@ if redis.call('EXISTS', rk) == 0 then
   redis.call('HSET', rk, unpack(fields))
   redis.call('ZADD', P .. ':jobs', secs, run_id)
   event(run_id, 'queued', '')
-  redis.call('XADD', P .. ':inbox', '*', 'id', run_id, 'queue', q, 'priority', prio, 'realtime', rt)
+  redis.call('HSET', rk, 'ie', redis.call('XADD', P .. ':inbox', '*', 'id', run_id, 'queue', q, 'priority', prio, 'realtime', rt))
   done = 1
 end
 if last == '1' then

@@ -14,5 +14,6 @@ end
 drop_entry(w, entry)
 redis.call('XADD', P .. ':w:' .. w .. ':ctl', 'MAXLEN', '~', 1000, '*', 'op', 'cancel', 'id', id, 'attempt', att)
 finish(id, 'timed_out', 'exit_code', 124, 'error', 'watchdog expired and worker ' .. w .. ' did not stop the job')
+stats_count('watchdog|balancer', 1)
 tick_if_waiting()
 return 1

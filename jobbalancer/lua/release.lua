@@ -32,6 +32,11 @@ for _, e in ipairs(redis.call('XRANGE', wstream(me), '-', '+')) do
     end
   end
 end
+if mode == 'lost' then
+  for i, outcome in ipairs({'requeued', 'failed', 'timed_out', 'cancelled'}) do stats_count('reclaimed|' .. outcome, counts[i]) end
+end
+local left = redis.call('XLEN', wstream(me))
+if left > 0 then redis.call('HINCRBY', P .. ':freed', me, left) end  -- slots freed (see drop_entry)
 redis.call('DEL', wstream(me))
 if ARGV[5] == '1' then
   redis.call('ZREM', P .. ':workers', me)

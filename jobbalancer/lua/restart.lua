@@ -12,6 +12,6 @@ redis.call('HDEL', jk, 'worker', 'exit_code', 'error', 'result', 'stdout', 'stde
 redis.call('HSET', jk, 'status', 'queued')
 redis.call('PERSIST', jk)
 redis.call('DEL', jk .. ':out')
-redis.call('XADD', P .. ':inbox', '*', 'id', id, 'queue', q, 'priority', prio, 'realtime', rt)
+redis.call('HSET', jk, 'ie', redis.call('XADD', P .. ':inbox', '*', 'id', id, 'queue', q, 'priority', prio, 'realtime', rt))
 event(id, 'queued', '')
 return 'restarted'

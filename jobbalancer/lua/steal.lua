@@ -26,6 +26,7 @@ for _, e in ipairs(redis.call('XRANGE', stream, '(' .. last, '+', 'COUNT', max_c
     local st, w, att, q = unpack(redis.call('HMGET', jk, 'status', 'worker', 'attempts', 'queue'))
     if st == 'assigned' and w == donor and att == f.attempt and wanted[q] then
       redis.call('XDEL', stream, e[1])
+      redis.call('HINCRBY', P .. ':freed', donor, 1)  -- a freed slot, as drop_entry counts them
       redis.call('HINCRBY', jk, 'attempts', -1)  -- never delivered: attempts count deliveries
       requeue(f.id)
       moved = moved + 1

@@ -66,5 +66,6 @@ if #pending > 0 then
   end
   return 1
 end
-redis.call('XADD', P .. ':inbox', '*', 'id', id, 'queue', ARGV[5], 'priority', ARGV[6], 'realtime', ARGV[9])
+-- the record names its inbox entry (ie), so the audit can tell when the entry was deleted
+redis.call('HSET', jk, 'ie', redis.call('XADD', P .. ':inbox', '*', 'id', id, 'queue', ARGV[5], 'priority', ARGV[6], 'realtime', ARGV[9]))
 return 1

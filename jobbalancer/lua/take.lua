@@ -1,12 +1,27 @@
--- A worker takes up to COUNT new entries from its stream and starts those still its own, in one
--- step: the read (through its consumer group) and the starts are one round trip.
--- ARGV: prefix, worker, count
--- Returns a flat list of 6 fields per job to run: entry, id, attempt, kind, spec, watchdog.
--- Entries whose job is no longer this worker's are dropped, not returned.
+-- A worker records the outcomes of a slot's jobs (fenced, complete_job in _lib.lua), then takes up
+-- to COUNT new entries from its stream and starts those still its own: one step, one round trip.
+-- ARGV: prefix, worker, count, then 9 fields per outcome to record first (none: only a take):
+--   id, attempt, entry, status, exit_code, error, result, stdout, stderr
+-- Returns {codes, jobs}: codes, one per outcome, as complete.lua returns them (1 recorded,
+-- 2 re-queued for a retry, 0 fenced out); jobs, a flat list of 6 fields per job to run: entry,
+-- id, attempt, kind, spec, watchdog. Entries whose job is no longer this worker's are dropped.
+-- Without outcomes a failed read raises (NOGROUP after a reclaim: the worker reopens its stream).
 local me = ARGV[2]
-local reply = redis.call('XREADGROUP', 'GROUP', 'worker', me, 'COUNT', ARGV[3], 'STREAMS', wstream(me), '>')
+local codes, done, recorded = {}, 0, 0
+for i = 4, #ARGV, 9 do
+  local r = complete_job(me, unpack(ARGV, i, i + 8))
+  codes[#codes + 1] = r
+  if r > 0 then done = done + 1 end
+  if r == 1 then recorded = recorded + 1 end
+end
+jobs_done(me, done, recorded)
 local out = {}
-if not reply then return out end
+if tonumber(ARGV[3]) < 1 then return {codes, out} end
+-- With outcomes recorded, a failed read (NOGROUP: the stream was reclaimed) must not hide their
+-- codes: it reads as nothing taken, and the worker's next plain take raises it.
+local read = #codes > 0 and redis.pcall or redis.call
+local reply = read('XREADGROUP', 'GROUP', 'worker', me, 'COUNT', ARGV[3], 'STREAMS', wstream(me), '>')
+if not reply or reply.err then return {codes, out} end
 for _, e in ipairs(reply[1][2]) do
   local f = {}
   for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
@@ -18,4 +33,4 @@ for _, e in ipairs(reply[1][2]) do
     drop_entry(me, e[1])  -- names no job: nothing to run, and it must not hold a slot
   end
 end
-return out
+return {codes, out}

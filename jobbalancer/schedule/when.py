@@ -16,6 +16,7 @@ from jobbalancer.errors import InvalidJob
 
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?", re.IGNORECASE)
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+DELAY_LIMIT_S = 100 * 365 * 86400  # a century: far enough, and inside what datetime and Redis scores hold
 
 
 @dataclass(frozen=True)
@@ -55,8 +56,8 @@ def make_when(
         raise InvalidJob(f"give one of delay, at and cron, not {' and '.join(given)}")
     if delay is not None:
         seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
-        if not isinstance(seconds, int | float) or not math.isfinite(seconds) or seconds < 0:
-            raise InvalidJob(f"delay must be a number of seconds >= 0, got {delay!r}")
+        if not isinstance(seconds, int | float) or not math.isfinite(seconds) or not 0 <= seconds <= DELAY_LIMIT_S:
+            raise InvalidJob(f"delay must be a number of seconds from 0 to {DELAY_LIMIT_S} (a century), got {delay!r}")
         return When(delay_s=float(seconds))
     if at is not None:
         return When(at=aware(at))
@@ -68,16 +69,21 @@ def aware(at: datetime | float) -> datetime:
     if isinstance(at, datetime):
         return (at if at.tzinfo else at.astimezone()).astimezone(UTC)
     if isinstance(at, int | float) and math.isfinite(at) and not isinstance(at, bool):
-        return datetime.fromtimestamp(at, UTC)
+        try:
+            return datetime.fromtimestamp(at, UTC)
+        except (OverflowError, OSError, ValueError):  # past what datetime holds (year 9999)
+            raise InvalidJob(f"at {at!r} is out of range: epoch seconds up to the year 9999") from None
     raise InvalidJob(f"at must be a datetime or epoch seconds, got {at!r}")
 
 
 def check_cron(expression: str) -> str:
-    """The expression itself if the crontab package (which rq-scheduler uses) accepts it."""
+    """The expression itself if the crontab package (which rq-scheduler uses) accepts it and it fires again."""
     try:
-        crontab.CronTab(expression)
-    except ValueError as exc:
+        fires = crontab.CronTab(expression).next(default_utc=True) is not None
+    except Exception as exc:  # crontab refuses odd text with ValueError, and some with other errors
         raise InvalidJob(f"cron expression {expression!r} is not valid: {exc}") from None
+    if not fires:  # e.g. '0 0 30 2 *': valid fields, but February has no 30th
+        raise InvalidJob(f"cron expression {expression!r} never fires")
     return expression
 
 

@@ -22,7 +22,8 @@ from fastapi.staticfiles import StaticFiles
 
 from jobbalancer.client import Client
 from jobbalancer.errors import InvalidJob, InvalidSetting, JobStateError, NoSuchJob, RedisUnavailable
-from jobbalancer.web import cluster, jobs
+from jobbalancer.scripts_store import NoSuchScript
+from jobbalancer.web import cluster, history, jobs, later, schedules, scripts
 from jobbalancer.web.guard import PROTECTED, WRITE_METHODS, Guard, allowed_hosts
 from jobbalancer.web.models import JOB_KINDS, ArgvJob, CallJob, CommandJob
 
@@ -71,6 +72,9 @@ def create_app(
     app.state.client = client
     app.include_router(jobs.router)
     app.include_router(cluster.router)
+    app.include_router(scripts.router)
+    app.include_router(schedules.router)
+    app.include_router(history.router)
     app.mount("/static", StaticFiles(packages=[("jobbalancer.web", "static")]), name="static")
     index = (STATIC / "index.html").read_text(encoding="utf-8")
 
@@ -79,6 +83,7 @@ def create_app(
         return HTMLResponse(index, headers={"cache-control": "no-store"})
 
     _handle_errors(app)
+    app.add_exception_handler(NoSuchScript, scripts.no_such_script)
     app.openapi = lambda: _openapi(app)  # type: ignore[method-assign]
     app.add_middleware(Guard, token=token, hosts=frozenset(hosts) if hosts is not None else allowed_hosts("127.0.0.1"))
     return app
@@ -95,11 +100,14 @@ def problem(status: int, detail: str, field: str | None = None) -> JSONResponse:
     return JSONResponse({"detail": detail, "field": field}, status_code=status)
 
 
-def _invalid_field(message: str) -> str | None:
-    first = message.split(" ", 1)[0].strip("'\"")
+def _invalid_field(exc: InvalidJob) -> str | None:
+    named: str | None = getattr(exc, "field", None)  # InvalidScript says which field it is about
+    if named:
+        return named
+    first = str(exc).split(" ", 1)[0].strip("'\"")
     if any(first in model.model_fields for model in (CommandJob, ArgvJob, CallJob)) or first in ("cursor", "limit"):
         return first
-    return MESSAGE_FIELDS.get(first)
+    return MESSAGE_FIELDS.get(first) or later.field_of(str(exc))
 
 
 def _handle_errors(app: FastAPI) -> None:
@@ -108,7 +116,8 @@ def _handle_errors(app: FastAPI) -> None:
         error: dict[str, Any] = exc.errors()[0]
         if error.get("type") == "json_invalid":
             return problem(422, f"the body is not valid JSON: {error.get('ctx', {}).get('error', '')}")
-        loc = [str(part) for part in error.get("loc", ()) if part not in ("body", "query", "path", "header")]
+        # The first part says where (body, query, path, header); a field may be called "body" too (a script's).
+        loc = [str(part) for part in error.get("loc", ())][1:]
         if len(loc) > 1 and loc[0] in JOB_KINDS:  # the tag of the job shape (command or call) that was checked
             loc = loc[1:]
         field = loc[0] if loc else None
@@ -117,7 +126,7 @@ def _handle_errors(app: FastAPI) -> None:
 
     @app.exception_handler(InvalidJob)
     async def invalid_job(_request: Request, exc: InvalidJob) -> JSONResponse:
-        return problem(422, str(exc), _invalid_field(str(exc)))
+        return problem(422, str(exc), _invalid_field(exc))
 
     @app.exception_handler(InvalidSetting)
     async def invalid_setting(_request: Request, exc: InvalidSetting) -> JSONResponse:

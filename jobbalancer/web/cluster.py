@@ -113,6 +113,7 @@ def events(
     tags=["cluster"],
 )
 def prometheus(client: ClientDep) -> Response:
-    """Prometheus metrics: jobs by status and queue, waiting depth, per-worker running, slots, CPU, memory."""
+    """Prometheus metrics: jobs by status and queue, waiting depth, per-worker running, slots, CPU, memory;
+    counters of finished jobs, reclaims and watchdog kills, and a run time histogram (kept in Redis)."""
     body, content_type = metrics.render(client)
     return Response(body, media_type=content_type)

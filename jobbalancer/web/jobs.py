@@ -11,7 +11,19 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from jobbalancer.client import Client
 from jobbalancer.job import Record, Status
 from jobbalancer.web import sse
-from jobbalancer.web.models import ArgvJob, CancelOut, CommandJob, Event, JobIn, JobOut, JobPage, Logs, Problem
+from jobbalancer.web.later import LATER_OPTIONS
+from jobbalancer.web.models import (
+    ArgvJob,
+    CancelOut,
+    CommandJob,
+    Event,
+    JobIn,
+    JobOut,
+    JobPage,
+    Logs,
+    Problem,
+    ScriptJob,
+)
 
 # A realtime job is accepted or rejected by the balancer, not here: wait this long for its verdict.
 REALTIME_VERDICT_S = 3.0
@@ -45,16 +57,23 @@ def job_out(record: Record, with_output: bool = True) -> dict[str, Any]:
     "",
     status_code=201,
     response_model=JobOut,
-    responses={**INVALID, 409: {"model": JobOut, "description": "A realtime job no worker could take now."}},
+    responses={
+        **INVALID,
+        409: {"model": JobOut, "description": "A realtime job no worker could take now."},
+        404: {"model": Problem, "description": "No script with that name."},
+    },
 )
 def submit(body: JobIn, client: ClientDep) -> Any:
-    """Submit a shell command, a program with its arguments, or a Python call; 201 with the job record."""
+    """Submit a shell command, a program with its arguments, a Python call, or a run of a named script;
+    201 with the job record."""
     options = body.model_dump(
-        include={"watchdog", "realtime", "queue", "retries", "backoff", "backoff_max", "priority", "id"}
+        include={"watchdog", "realtime", "queue", "retries", "backoff", "backoff_max", "priority", "id", *LATER_OPTIONS}
     )
     if isinstance(body, CommandJob | ArgvJob):
         program = body.command if isinstance(body, CommandJob) else body.argv
         job = client.submit(program, cwd=body.cwd, env=body.env, **options)
+    elif isinstance(body, ScriptJob):
+        job = client.submit_script(body.script, body.params, **options)
     else:
         job = client.enqueue_call(body.func, body.args, body.kwargs, **options)
     record = job.record()
@@ -92,7 +111,7 @@ def list_jobs(
         if worker and record.worker != worker:
             return False
         what = record.spec.get("command") or record.spec.get("func") or " ".join(record.spec.get("argv") or [])
-        return not q or q in record.id or q in str(what)
+        return not q or q in record.id or q in str(what) or q in (record.script or "")
 
     filtered = bool(status or queue or worker or q)
     records, after = client.jobs_page(limit, cursor, match if filtered else None, SCAN_PER_PAGE if filtered else None)

@@ -1,18 +1,21 @@
 """``/metrics``: the cluster's state in Prometheus text format, read afresh at every scrape.
 
-Nothing is counted in this process (a second dashboard would count differently): every value is
-a gauge of what Redis holds now, collected through the client.
+Nothing is counted in this process (a second dashboard would count differently): the gauges are
+what Redis holds now, collected through the client, and the counters and the run time histogram
+are the ones the Lua scripts keep in ``<p>:stats`` as things happen (:mod:`jobbalancer.stats`).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from jobbalancer.client import Client
+from jobbalancer.stats import Stats, read_stats
 
 
 class ClusterCollector(Collector):
@@ -21,7 +24,7 @@ class ClusterCollector(Collector):
     def __init__(self, client: Client) -> None:
         self.client = client
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         jobs = GaugeMetricFamily("jobbalancer_jobs", "Job records by status and queue.", labels=["status", "queue"])
         for (status, queue), count in sorted(self.client.job_counts().items()):
             jobs.add_metric([status, queue], count)
@@ -31,6 +34,7 @@ class ClusterCollector(Collector):
             waiting.add_metric([queue], depth)
         yield waiting
         yield from self._workers()
+        yield from counters(read_stats(self.client.redis, self.client.keys))
 
     def _workers(self) -> Iterator[GaugeMetricFamily]:
         gauges = {
@@ -53,6 +57,41 @@ class ClusterCollector(Collector):
                 if worker[field] is not None:
                     families[key].add_metric(name, worker[field])
         yield from families.values()
+
+
+def counters(stats: Stats) -> Iterator[Metric]:
+    """The counters and the run time histogram kept in ``<p>:stats``."""
+    finished = CounterMetricFamily(
+        "jobbalancer_jobs_finished", "Jobs that ended, by queue and status (run or not).", labels=["queue", "status"]
+    )
+    for (queue, status), count in sorted(stats.finished.items()):
+        finished.add_metric([queue, status], count)
+    yield finished
+    durations = HistogramMetricFamily(
+        "jobbalancer_job_duration_seconds",
+        "Run time of finished jobs (start to finish of the last attempt), by queue and status.",
+        labels=["queue", "status"],
+    )
+    for (queue, status), runs in sorted(stats.durations.items()):
+        buckets = [("+Inf" if math.isinf(bound) else repr(bound), count) for bound, count in runs.cumulative()]
+        durations.add_metric([queue, status], buckets, runs.sum_s)
+    yield durations
+    reclaimed = CounterMetricFamily(
+        "jobbalancer_reclaimed_jobs",
+        "Jobs taken back from a lost worker, by what became of them (requeued, failed, timed_out, cancelled).",
+        labels=["outcome"],
+    )
+    for outcome, count in sorted(stats.reclaimed.items()):
+        reclaimed.add_metric([outcome], count)
+    yield reclaimed
+    kills = CounterMetricFamily(
+        "jobbalancer_watchdog_kills",
+        "Jobs their watchdog killed, by who did: their worker, or the balancer's overdue backstop.",
+        labels=["by"],
+    )
+    for by, count in sorted(stats.watchdog.items()):
+        kills.add_metric([by], count)
+    yield kills
 
 
 def render(client: Client) -> tuple[bytes, str]:

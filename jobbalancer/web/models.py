@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Discriminator, Field, StringConstrai
 
 from jobbalancer.balancer.policies import BUILTIN_POLICIES, IMPORT_PATH
 from jobbalancer.job import BACKOFF_LIMIT_S, FUNC_PATTERN, ID_PATTERN, PRIORITY_LIMIT, QUEUE_PATTERN, Status
+from jobbalancer.scripts_store import NAME_PATTERN, PARAM_PATTERN
+from jobbalancer.web.later import AfterAny, At, Cron, Delay, DependsOn
 
 POLICY_PATTERN = "|".join([*(f"^{name}$" for name in sorted(BUILTIN_POLICIES)), IMPORT_PATH.pattern])
 
@@ -31,11 +33,21 @@ class _Options(BaseModel):
     watchdog: float | None = Field(None, gt=0, description="Kill the job's process tree after this many seconds.")
     realtime: bool = Field(False, description="Reject at once (409) when no worker has a free slot.")
     queue: str = Field("default", pattern=QUEUE_PATTERN.pattern)
-    retries: int = Field(0, ge=0, le=100, description="Extra attempts after a failure.")
-    backoff: float = Field(0, ge=0, le=BACKOFF_LIMIT_S, description="Seconds before the first retry, doubling after.")
+    retries: int | None = Field(
+        None, ge=0, le=100, description="Extra attempts after a failure (0: none); left out: the queue's default."
+    )
+    backoff: float | None = Field(
+        None, ge=0, le=BACKOFF_LIMIT_S, description="Seconds before the first retry, doubling after (default: queue's)."
+    )
     backoff_max: float = Field(300, gt=0, le=BACKOFF_LIMIT_S, description="The longest wait between retries.")
     priority: int = Field(0, ge=-PRIORITY_LIMIT, le=PRIORITY_LIMIT, description="Higher runs first among waiting jobs.")
     id: str | None = Field(None, pattern=ID_PATTERN.pattern, description="Your own id; an existing id gives that job.")
+    # Scheduling and dependencies (types and limits in later.py); the library refuses what they cannot combine.
+    delay: Delay = None
+    at: At = None
+    cron: Cron = None
+    depends_on: DependsOn
+    after_any: AfterAny = False
 
 
 ENV_NAME = r"^[^=\x00]+$"
@@ -82,19 +94,41 @@ class CallJob(_Options):
     kwargs: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments (JSON).")
 
 
+ParamName = Annotated[str, StringConstraints(pattern=PARAM_PATTERN.pattern)]
+
+
+def _params_schema(schema: dict[str, Any]) -> None:
+    schema.pop("patternProperties", None)
+    schema.update(
+        additionalProperties={"type": "string", "pattern": NO_NUL}, propertyNames={"pattern": PARAM_PATTERN.pattern}
+    )
+
+
+class ScriptJob(_Options):
+    """A run of a named script (``/api/scripts``), resolved now: later edits of the script change nothing."""
+
+    script: str = Field(pattern=NAME_PATTERN.pattern, description="The script's name.")
+    params: dict[ParamName, NoNul] = Field(
+        default_factory=dict, description="Parameter values by name.", json_schema_extra=_params_schema
+    )
+
+
 def _job_kind(body: Any) -> str:
-    for kind in ("func", "argv"):
-        if isinstance(body, dict) and kind in body:
-            return "call" if kind == "func" else "argv"
+    for key, kind in (("func", "call"), ("argv", "argv"), ("script", "script")):
+        if isinstance(body, dict) and key in body:
+            return kind
     return "command"
 
 
-# Exactly one of the shapes, chosen by the presence of "func" or "argv", so errors are about that shape only.
+# Exactly one of the shapes, chosen by the presence of "func", "argv" or "script", so errors are about that shape only.
 JobIn = Annotated[
-    Annotated[CommandJob, Tag("command")] | Annotated[ArgvJob, Tag("argv")] | Annotated[CallJob, Tag("call")],
+    Annotated[CommandJob, Tag("command")]
+    | Annotated[ArgvJob, Tag("argv")]
+    | Annotated[CallJob, Tag("call")]
+    | Annotated[ScriptJob, Tag("script")],
     Discriminator(_job_kind),
 ]
-JOB_KINDS = ("command", "argv", "call")
+JOB_KINDS = ("command", "argv", "call", "script")
 
 
 class JobOut(BaseModel):
@@ -124,6 +158,11 @@ class JobOut(BaseModel):
     func: str | None = None
     args: list[Any] | None = None
     kwargs: dict[str, Any] | None = None
+    script: str | None = Field(None, description="The named script the job was made from.")
+    params: dict[str, str] | None = Field(None, description="The script's parameter values for this run.")
+    failures: int | None = Field(None, description="Failed attempts so far (retries spent); left out when none.")
+    retry_at: float | None = Field(None, description="Epoch seconds of the next retry, while it waits out its backoff.")
+    backoff: float | None = Field(None, description="Seconds before the first retry, doubling after.")
     result: Any = Field(None, description="A call's return value, once it succeeded.")
     stdout: str | None = Field(None, description="Captured stdout (the tail); left out of job lists.")
     stderr: str | None = Field(None, description="Captured stderr (the tail); left out of job lists.")

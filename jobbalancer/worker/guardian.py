@@ -8,6 +8,12 @@ guardian kills every group still listed and every descendant of their leaders, i
 that left the group with ``setsid``, and every process carrying a command job's environment
 marker (see ``kill.py``), so a process whose parent has already exited (a double fork) is caught
 too; it also looks at the trees twice a second while jobs run. Then it exits.
+
+Where the worker may create cgroups (``cgroup.py``), each command job runs in one, and the worker
+writes ``+<path>`` before the job starts and ``-<path>`` once its cgroup is removed; at end of file
+the guardian writes ``1`` to every listed cgroup's ``cgroup.kill`` and removes it, which catches a
+process that left the tree and cleared its environment too. The worker's side holds the cgroup
+root (``Guardian.cgroups``), found when it starts.
 """
 
 from __future__ import annotations
@@ -21,9 +27,11 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import psutil
 
+from jobbalancer.worker.cgroup import Cgroups, JobCgroup
 from jobbalancer.worker.kill import job_mark, marked
 
 log = logging.getLogger("jobbalancer.worker")
@@ -33,14 +41,16 @@ ENTRY = "import sys; from jobbalancer.worker.guardian import main; main(sys.argv
 
 
 class Guardian:
-    """The worker's side: starts the sidecar and tells it which process groups are jobs."""
+    """The worker's side: starts the sidecar and tells it which process groups and cgroups are jobs."""
 
     def __init__(self) -> None:
         self.proc: subprocess.Popen[bytes] | None = None
+        self.cgroups: Cgroups | None = None  # where job cgroups go; None: none are used
         self._write_fd: int | None = None
         self._lock = threading.Lock()
 
     def start(self) -> None:
+        self.cgroups = Cgroups.discover()
         read_fd, write_fd = os.pipe()  # both ends close-on-exec: no job inherits the write end
         try:
             self.proc = subprocess.Popen(
@@ -61,6 +71,25 @@ class Guardian:
 
     def forget(self, pgid: int) -> None:
         self._send(f"-{pgid}\n")
+
+    def cgroup_for(self, worker: str) -> JobCgroup | None:
+        """A new cgroup for a job, already listed with the sidecar; None when cgroups are not used."""
+        cgroup = None if self.cgroups is None else self.cgroups.create(worker)
+        if cgroup is not None:
+            self._send(f"+{cgroup.path}\n")
+        return cgroup
+
+    def release_cgroup(self, cgroup: JobCgroup | None) -> int:
+        """Kill what a job left in its cgroup, remove the cgroup, unlist it.
+
+        Returns:
+            How many processes were still in it.
+        """
+        if cgroup is None:
+            return 0
+        left = cgroup.remove()
+        self._send(f"-{cgroup.path}\n")
+        return left
 
     def _send(self, line: str) -> None:
         with self._lock:
@@ -111,9 +140,21 @@ def _kill_all(groups: dict[int, dict[int, psutil.Process]]) -> None:
                 process.kill()
 
 
+def _note(line: bytes, groups: dict[int, dict[int, psutil.Process]], cgroups: set[str]) -> None:
+    """Apply one message: ``+``/``-`` and a process group id, or a cgroup's absolute path."""
+    what = line[1:].decode()
+    if what.startswith("/"):
+        (cgroups.add if line.startswith(b"+") else cgroups.discard)(what)
+    elif line.startswith(b"+"):
+        groups[int(what)] = {}
+    else:
+        groups.pop(int(what), None)
+
+
 def guard(read_fd: int) -> None:
-    """Follow the worker's messages until end of file, then kill every group still listed."""
+    """Follow the worker's messages until end of file, then kill every group and cgroup still listed."""
     groups: dict[int, dict[int, psutil.Process]] = {}
+    cgroups: set[str] = set()
     pending = b""
     next_look = time.monotonic()
     with selectors.DefaultSelector() as selector:
@@ -126,17 +167,17 @@ def guard(read_fd: int) -> None:
                     break
                 *lines, pending = (pending + data).split(b"\n")
                 for line in lines:
-                    pgid = int(line[1:])
-                    if line.startswith(b"+"):
-                        groups[pgid] = {}
-                    else:
-                        groups.pop(pgid, None)
+                    _note(line, groups, cgroups)
             if groups and time.monotonic() >= next_look:
                 _remember(groups)
                 next_look = time.monotonic() + LOOK_EVERY_S
     _remember(groups)  # the job leaders outlive the worker: their trees are still whole now
     _remember_marked(groups)
+    for path in cgroups:  # first: cgroup.kill is one write per job, and fork-proof
+        JobCgroup(Path(path)).kill()
     _kill_all(groups)
+    for path in cgroups:
+        JobCgroup(Path(path)).remove()
 
 
 def main(read_fd: str) -> None:

@@ -5,7 +5,8 @@ catches everything it started that stayed in the group. A descendant that called
 the group; it is caught because the tree is remembered right before the first signal. A process
 that also left the tree (``setsid`` plus a double fork: its parent exited, init adopted it) is
 found by the marker every command job carries in its environment (``JB_JOB_ID``, ``JB_ATTEMPT``),
-which it inherited and kept.
+which it inherited and kept. A process that also cleared its environment is found where the job
+has a cgroup (``cgroup.py``): everything in it gets the SIGTERM, and ``cgroup.kill`` the SIGKILL.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ import threading
 import time
 
 import psutil
+
+from jobbalancer.worker.cgroup import JobCgroup
 
 # How often the grace period looks again at remembered descendants: they are not our children,
 # so there is nothing to wait on but their presence.
@@ -83,7 +86,19 @@ def _left_group(process: psutil.Process, pgid: int) -> bool:
         return False
 
 
-def kill_tree(pid: int, grace_s: float, exited: threading.Event) -> None:
+def _in_cgroup(cgroup: JobCgroup | None, known: set[int]) -> list[psutil.Process]:
+    """The processes of ``cgroup`` whose pid is not in ``known``: those that escaped tree and marker."""
+    if cgroup is None:
+        return []
+    found = []
+    for pid in cgroup.pids():
+        if pid not in known:
+            with contextlib.suppress(psutil.Error):
+                found.append(psutil.Process(pid))
+    return found
+
+
+def kill_tree(pid: int, grace_s: float, exited: threading.Event, cgroup: JobCgroup | None = None) -> None:
     """Kill the process group led by ``pid`` and every process it had started.
 
     SIGTERM first (the group, and remembered descendants that left it), then, once ``grace_s``
@@ -93,8 +108,11 @@ def kill_tree(pid: int, grace_s: float, exited: threading.Event) -> None:
         pid: the job's process, leader of its own process group.
         grace_s: seconds between SIGTERM and SIGKILL.
         exited: set when ``pid`` has exited and been reaped (by whoever waits on it).
+        cgroup: the job's cgroup, if it has one: its processes count as descendants, and it is
+            killed whole (``cgroup.kill``) with the SIGKILL.
     """
     remembered = descendants(pid)
+    remembered += _in_cgroup(cgroup, {pid, *(p.pid for p in remembered)})
     signal_group(pid, signal.SIGTERM)
     for process in remembered:
         if _left_group(process, pid):
@@ -105,6 +123,8 @@ def kill_tree(pid: int, grace_s: float, exited: threading.Event) -> None:
     while any(_alive(p) for p in remembered) and time.monotonic() < deadline:
         time.sleep(_POLL_S)
     signal_group(pid, signal.SIGKILL)
+    if cgroup is not None:
+        cgroup.kill()
     for process in remembered:
         with contextlib.suppress(psutil.Error):
             process.kill()

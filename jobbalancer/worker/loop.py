@@ -2,9 +2,10 @@
 
 The job's way through here: ``take.lua`` reads and starts up to the free slots' worth of entries
 in one step (or, when the stream is empty, a blocking ``XREADGROUP`` and then ``start.lua``;
-fenced: a job no longer ours is skipped) -> a slot thread runs it (``slots.py``) -> ``complete.lua``
-(fenced: 0 means a balancer re-ran the job meanwhile) pipelined with ``take.lua`` for the slot's
-next job. This module holds the lifecycle: start, taking jobs into free slots, stop, hand-back.
+fenced: a job no longer ours is skipped; ``intake.py``) -> a slot thread runs it (``slots.py``)
+-> the slot's next ``take.lua`` records its outcome (fenced: 0 means a balancer re-ran the job
+meanwhile) and takes the slot's next jobs, a batch of them while they are short. This module
+holds the lifecycle: start, waiting for free slots, stop, hand-back.
 """
 
 from __future__ import annotations
@@ -23,22 +24,24 @@ from types import FrameType
 import redis
 
 from jobbalancer.config import Settings
-from jobbalancer.connection import connect
+from jobbalancer.connection import connect, redact
 from jobbalancer.errors import JobBalancerError, RedisUnavailable
+from jobbalancer.job import EXIT_CANCELLED, Status
 from jobbalancer.keys import WORKER_GROUP, Keys
 from jobbalancer.scripts import Scripts
-from jobbalancer.worker.control import Blocking, Control, stream_entries
+from jobbalancer.worker.control import Blocking, Control
 from jobbalancer.worker.guardian import Guardian
 from jobbalancer.worker.heartbeat import Heartbeat
+from jobbalancer.worker.intake import Intake
 from jobbalancer.worker.recorder import Recorder
 from jobbalancer.worker.run_call import CallPool
-from jobbalancer.worker.running import Assignment, Context, JobRun, StopReason
-from jobbalancer.worker.slots import Slots, taken
+from jobbalancer.worker.running import Assignment, Context, JobRun, Outcome, StopReason
 
 log = logging.getLogger("jobbalancer.worker")
 
-READ_BLOCK_MS = 1000
 MAX_BACKOFF_S = 5.0
+BEAT_REPLY_TIMEOUT_S = 2.0
+REPLY_TIMEOUT_S = 5.0  # above every blocking read's BLOCK (1 s), like the balancer's own 5 s
 
 
 class WorkerError(JobBalancerError):
@@ -54,7 +57,7 @@ def _refuse_root(allow_root: bool) -> None:
         )
 
 
-class Worker(Slots):
+class Worker(Intake):
     """A worker process's engine: one stream of assigned jobs, ``concurrency`` slots.
 
     Args:
@@ -93,7 +96,9 @@ class Worker(Slots):
         self.shutdown_timeout_s = shutdown_timeout_s
         self.registered = threading.Event()
         self.keys = Keys(prefix)
-        self._client = connect(url, check=False)
+        # A reply that never comes (a partition drops packets silently) fails the call, which the
+        # callers retry on a new connection; without a timeout it waits out TCP's retransmissions.
+        self._client = connect(url, check=False, socket_timeout_s=REPLY_TIMEOUT_S)
         self._scripts = Scripts(self._client)
         self._cond = threading.Condition(threading.RLock())
         self._running: dict[str, JobRun] = {}
@@ -106,8 +111,11 @@ class Worker(Slots):
         self._reader: Blocking | None = None
         self._recover = False  # a job thread lost a take's reply
         facts = {"queues": ",".join(queues), "slots": str(concurrency), "started_at": f"{time.time():.6f}"}
+        # The heartbeat's own, shorter timeout: cut off, the worker says so soon, and after the link
+        # heals it beats on a new connection at once instead of at TCP's next retransmission.
+        self._beat_client = connect(url, check=False, socket_timeout_s=BEAT_REPLY_TIMEOUT_S)
         self._heartbeat = Heartbeat(
-            self._scripts, prefix, self.name, facts, heartbeat_s, self._live_facts, self._on_reclaimed
+            Scripts(self._beat_client), prefix, self.name, facts, heartbeat_s, self._live_facts, self._on_reclaimed
         )
         self._control = Control(self._client, self.keys.worker_ctl(self.name), self._on_cancel, self._on_drain)
         self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"jb-job-{self.name}")
@@ -136,6 +144,7 @@ class Worker(Slots):
         self._ran = True
         with contextlib.ExitStack() as stack:
             stack.callback(self._client.close)
+            stack.callback(self._beat_client.close)
             self._guardian.start()
             stack.callback(self._guardian.close)
             try:
@@ -151,8 +160,10 @@ class Worker(Slots):
                 self._reader = Blocking(self._client)
                 stack.callback(self._close_reader)
                 self._reader.refresh()
+            except redis.AuthenticationError as exc:  # a ConnectionError to redis-py, but no retry will help
+                raise RedisUnavailable(f"Redis at {redact(self.url)} refused the credentials: {exc}") from None
             except (redis.ConnectionError, redis.TimeoutError) as exc:
-                raise RedisUnavailable(f"cannot reach Redis at {self.url}: {exc}") from None
+                raise RedisUnavailable(f"cannot reach Redis at {redact(self.url)}: {exc}") from None
             self._heartbeat.start()
             stack.callback(self._calls.close)
             stack.callback(self._executor.shutdown)
@@ -304,83 +315,14 @@ class Worker(Slots):
             self._busy -= n
             self._cond.notify_all()
 
-    def _take(self, count: int) -> bool:
-        """take.lua: read and start up to ``count`` waiting entries in one round trip.
-
-        Returns whether it found any entry to run; when it finds none, the caller blocks on the stream.
-        """
-        batch = taken(self._scripts.take(self.prefix, self.name, count))
-        with self._cond:
-            if self._stopping:
-                return True  # started but not run: release.lua hands them back
-            self._busy += len(batch)
-        for job in batch:
-            self._launch(job)
-        return bool(batch)
-
-    def _read_pending(self) -> list[Assignment]:
-        """After a lost reply: the entries this worker read but is not running (they may be started).
-
-        Each takes a slot; ``_start(retry=True)`` then launches or starts them.
-        """
-        reply = self._client.xreadgroup(
-            WORKER_GROUP, self.name, {self.keys.worker_jobs(self.name): "0"}, count=self.concurrency * 4
-        )
-        with self._cond:
-            running = {run.assignment.entry for run in self._running.values()} | self._recorder.unwritten()
-            batch = [
-                Assignment.from_entry(entry, fields)
-                for entry, fields in stream_entries(reply)
-                if fields and entry not in running
-            ][: max(0, self.concurrency - self._busy)]
-            self._busy += len(batch)
-        return batch
-
-    def _read(self, count: int) -> list[Assignment]:
-        """Read up to ``count`` new entries and take a slot for each."""
-        assert self._reader is not None
-        reply = self._reader.conn.xreadgroup(
-            WORKER_GROUP, self.name, {self.keys.worker_jobs(self.name): ">"}, count=count, block=READ_BLOCK_MS
-        )
-        batch = [Assignment.from_entry(entry, fields) for entry, fields in stream_entries(reply)]
-        with self._cond:
-            if self._stopping:
-                return []  # not started: the entries stay in the stream and are handed back
-            self._busy += len(batch)
-        return batch
-
-    def _start(self, batch: list[Assignment], retry: bool) -> None:
-        """start.lua for a batch in one round trip; launch those that are still ours.
-
-        On a retry the previous attempt may have run on the server with its answer lost: a job
-        already running for this worker at this attempt is launched without starting it again.
-        """
-        if not batch:
-            return
-        started: set[str] = set()
-        if retry:
-            pipe = self._client.pipeline(transaction=False)
-            for job in batch:
-                pipe.hmget(self.keys.job(job.id), "status", "worker", "attempts")
-            states = pipe.execute()
-            mine = {job.entry: ["running", self.name, job.attempt] for job in batch}
-            started = {job.entry for job, state in zip(batch, states, strict=True) if state == mine[job.entry]}
-        pipe = self._client.pipeline(transaction=False)
-        todo = [job for job in batch if job.entry not in started]
-        for job in todo:
-            self._scripts.start(self.prefix, self.name, job.id, job.attempt, job.entry, client=pipe)
-        answers = dict(zip((job.entry for job in todo), self._scripts.execute(pipe) if todo else [], strict=True))
-        for job in batch:
-            if job.entry in started or int(answers[job.entry]) == 1:
-                self._launch(job)
-            else:
-                log.info("job %s attempt %s: no longer ours (cancelled or taken back); skipped", job.id, job.attempt)
-                self._free_slots(1)
-
     # -- callbacks from the heartbeat and control threads --------------------------------------
 
     def _live_facts(self) -> dict[str, str]:
-        return {"running": str(self._busy), "state": "draining" if self._stopping or self._drained else "running"}
+        # "jobs": the balancer's audit takes back a job whose stream entry is gone once it is not listed here
+        with self._cond:
+            jobs = " ".join(self._running)
+        state = "draining" if self._stopping or self._drained else "running"
+        return {"running": str(self._busy), "state": state, "jobs": jobs}
 
     def _on_drain(self, drain: bool) -> None:
         self._drained = drain
@@ -403,4 +345,7 @@ class Worker(Slots):
             run = self._running.get(job_id)
         if run is not None and run.assignment.attempt == attempt:
             log.info("job %s attempt %s: cancel requested", job_id, attempt)
-            run.request_kill(StopReason.CANCEL)
+            if run.settle_unbegun():  # it waits behind others of its batch: cancelled now, not in its turn
+                self._recorder.record(run.assignment, Outcome(Status.CANCELLED, EXIT_CANCELLED, "cancelled"))
+            else:
+                run.request_kill(StopReason.CANCEL)

@@ -1,7 +1,8 @@
-"""Recording outcomes: complete.lua for many jobs per round trip, on a thread of its own.
+"""Recording outcomes apart from taking jobs: many per ``take.lua`` call (count 0), on a thread of its own.
 
-A job's thread hands its outcome over and frees its slot at once; the recorder writes whatever
-outcomes have piled up in one pipeline. While Redis is away it retries, for up to a minute, with
+Slot threads record their outcomes with their next take; they hand them here when they take no
+more (the worker is stopping) or Redis failed them. The recorder writes whatever outcomes have
+piled up in one script call. While Redis is away it retries, for up to a minute, with
 growing pauses. The worker closes it (which flushes) before handing back what it still holds, so no
 outcome is left unwritten when ``release.lua`` runs.
 """
@@ -12,6 +13,7 @@ import logging
 import queue
 import threading
 import time
+from typing import Any
 
 import redis
 
@@ -79,12 +81,13 @@ class Recorder:
     def _write(self, batch: list[Item]) -> None:
         ctx = self._ctx
         delay, give_up = 0.2, time.monotonic() + WRITE_FOR_S
+        args = [arg for job, outcome in batch for arg in outcome_args(job, outcome)]
         while True:
             try:
-                pipe = ctx.client.pipeline(transaction=False)
-                for job, outcome in batch:
-                    complete(ctx, job, outcome, pipe)
-                answers = ctx.scripts.execute(pipe, raise_on_error=False)
+                answers: list[Any] = ctx.scripts.take(ctx.keys.prefix, ctx.worker, 0, *args)[0]
+                break
+            except redis.ResponseError as exc:
+                answers = [exc] * len(batch)
                 break
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 if time.monotonic() + delay > give_up:
@@ -101,14 +104,15 @@ class Recorder:
             report(job, outcome, answer)
 
 
-def complete(ctx: Context, job: Assignment, outcome: Outcome, pipe: redis.client.Pipeline) -> None:
-    """Queue complete.lua for one outcome on ``pipe``."""
+def outcome_args(job: Assignment, outcome: Outcome) -> list[str]:
+    """The nine fields of one outcome, as take.lua (and complete.lua after its prefix and worker) take them."""
     code = "" if outcome.exit_code is None else str(outcome.exit_code)
-    ctx.scripts.complete(
-        *(ctx.keys.prefix, ctx.worker, job.id, job.attempt, job.entry, outcome.status.value, code),
-        *(outcome.error, outcome.result, outcome.stdout, outcome.stderr),
-        client=pipe,
-    )
+    return [job.id, job.attempt, job.entry, outcome.status.value, code] + [
+        outcome.error,
+        outcome.result,
+        outcome.stdout,
+        outcome.stderr,
+    ]
 
 
 def report(job: Assignment, outcome: Outcome, answer: object) -> None:

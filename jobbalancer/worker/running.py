@@ -101,10 +101,27 @@ class JobRun:
         self.started = time.monotonic()
         self._reason: StopReason | None = None
         self._lock = threading.Lock()
+        self._begun = False  # its slot began running it
+        self._settled = False  # ended before it began (cancelled while waiting in its batch)
 
     @property
     def kill_reason(self) -> StopReason | None:
         return self._reason
+
+    def begin(self) -> bool:
+        """Its slot's turn to run it: False if it was settled meanwhile (then it must not run)."""
+        with self._lock:
+            self._begun = not self._settled
+            return self._begun
+
+    def settle_unbegun(self) -> bool:
+        """Claim a job its slot has not begun (it waits behind others of its batch), so that the
+        caller records its end now and the slot skips it. False once it has begun."""
+        with self._lock:
+            if self._begun or self._settled:
+                return False
+            self._settled = True
+            return True
 
     def request_kill(self, reason: StopReason) -> None:
         """Ask the runner to kill the job; the first reason given is the one that counts."""

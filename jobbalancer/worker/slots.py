@@ -1,4 +1,7 @@
-"""A slot's thread: run a job, record it and take the slot's next job in one round trip, repeat.
+"""A slot's thread: run a batch of jobs, record them and take the next batch in one round trip, repeat.
+
+A batch is one job, or, while the slot's jobs are short, up to MAX_TAKE jobs started together by
+``take.lua`` and run one after another (see :func:`next_take`).
 
 A mixin of :class:`jobbalancer.worker.loop.Worker`; it uses the worker's lock, its table of
 running jobs and its connection.
@@ -6,6 +9,7 @@ running jobs and its connection.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -17,7 +21,7 @@ import redis
 from jobbalancer.errors import InvalidJob
 from jobbalancer.job import Kind, Spec
 from jobbalancer.scripts import Scripts
-from jobbalancer.worker.recorder import Recorder, complete, report
+from jobbalancer.worker.recorder import Recorder, outcome_args, report
 from jobbalancer.worker.run_call import CallPool, run_call
 from jobbalancer.worker.run_command import run_command
 from jobbalancer.worker.running import Assignment, Context, JobRun, Outcome, StopReason
@@ -25,7 +29,34 @@ from jobbalancer.worker.running import Assignment, Context, JobRun, Outcome, Sto
 log = logging.getLogger("jobbalancer.worker")
 
 Adopted = tuple[JobRun, JobRun | None]  # a run, and an older attempt of its job still running here
+Ended = tuple[JobRun, Outcome | None]  # a run and its outcome (None: killed, not ours to record)
 TAKE_FIELDS = ("id", "attempt", "kind", "spec", "watchdog")  # after the entry id, as take.lua returns them
+
+
+MAX_TAKE = 16  # jobs a slot takes at once while its jobs are short
+SHORT_JOB_S = 0.002  # a batch whose jobs took less than this each: the next one may be twice as big
+CACHED_SPEC_CHARS = 512  # specs up to this long are decoded once (256 kept: at most 128 KiB)
+RESTAMP_S = 0.1  # a batch's later jobs that waited longer than this get their start time anew
+
+
+def next_take(want: int, per_job_s: float) -> int:
+    """How many jobs a slot takes next, after a batch of ``want`` took ``per_job_s`` a job.
+
+    The jobs of a batch are started (status ``running``) together, so a batch only grows while its
+    jobs are short: a job may then show ``running`` before its turn by at most the batch's span.
+    One slow job brings the slot back to one job at a time.
+    """
+    return min(MAX_TAKE, want * 2) if per_job_s < SHORT_JOB_S else 1
+
+
+@functools.lru_cache(maxsize=256)
+def decoded(kind: str, text: str) -> Spec:
+    """``Spec.decode``, remembered: a drain of one task sends the same spec text many times over.
+
+    Specs are frozen and the runners copy what they pass on, so one may serve many jobs. An
+    invalid spec raises every time (exceptions are not cached).
+    """
+    return Spec.decode(kind, text)
 
 
 def taken(flat: list[Any]) -> list[Assignment]:
@@ -57,7 +88,7 @@ class Slots:
         raise NotImplementedError
 
     def _launch(self, job: Assignment) -> None:
-        self._executor.submit(self._execute, self._adopt(job))
+        self._executor.submit(self._execute, [self._adopt(job)])
 
     def _adopt(self, job: Assignment) -> Adopted:
         run = JobRun(job)
@@ -70,22 +101,51 @@ class Slots:
 
     # -- running jobs --------------------------------------------------------------------------
 
-    def _execute(self, adopted: Adopted | None) -> None:
-        """A slot's thread: run a job; record it and take the next entry in one round trip; repeat.
+    def _execute(self, batch: list[Adopted]) -> None:
+        """A slot's thread: run a batch of started jobs in turn; record them all and take the next
+        batch in one round trip (take.lua); repeat.
 
-        Taking the next job here, rather than freeing the slot for the main thread to fill, keeps
-        a busy slot to one round trip between jobs.
+        Taking the next jobs here, rather than freeing the slot for the main thread to fill, keeps
+        a busy slot to one round trip between batches. A batch is one job unless the slot's
+        recent jobs were short: then it doubles, up to MAX_TAKE (see :func:`next_take`).
         """
-        while adopted is not None:
-            run, previous = adopted
-            adopted = self._after(run, self._attempt(run, previous))
+        want = 1
+        while batch:
+            began = stamped = time.monotonic()
+            ended: list[Ended] = []
+            for i, (run, previous) in enumerate(batch):
+                if i and time.monotonic() - stamped > RESTAMP_S:  # a slow job held the rest back
+                    self._restamp([later for later, _previous in batch[i:]])
+                    stamped = time.monotonic()
+                ended.append((run, self._attempt(run, previous)))
+                run.done.set()  # its process is gone: a newer attempt of the job may start
+            want = next_take(want, (time.monotonic() - began) / len(batch))
+            batch = self._after(ended, want)
+
+    def _restamp(self, runs: list[JobRun]) -> None:
+        """start.lua 'again' for jobs of a batch that waited: their start time and deadline from now.
+
+        Best effort: if Redis fails, they keep their batch's start time (the watchdog backstop has
+        kill_grace + heartbeat_timeout of slack) and the worker's own watchdog still counts from
+        each job's real start.
+        """
+        pipe = self._client.pipeline(transaction=False)
+        for run in runs:
+            job = run.assignment
+            self._scripts.start(self.prefix, self.name, job.id, job.attempt, job.entry, "again", client=pipe)
+        try:
+            self._scripts.execute(pipe, raise_on_error=False)
+        except redis.RedisError as exc:
+            log.warning("worker %s: could not restamp %d waiting job(s): %s", self.name, len(runs), exc)
 
     def _attempt(self, run: JobRun, previous: JobRun | None) -> Outcome | None:
         job = run.assignment
+        if not run.begin():
+            return None  # cancelled while it waited in its batch: already recorded
         try:
             if previous is not None:
                 previous.done.wait()
-                run.started = time.monotonic()
+            run.started = time.monotonic()  # its watchdog counts from here, also in a batch
             log.debug("job %s attempt %s: started", job.id, job.attempt)
             outcome = self._run(run)
             if outcome is None:
@@ -95,43 +155,55 @@ class Slots:
             log.exception("job %s attempt %s: the worker failed running it", job.id, job.attempt)
             return Outcome.failed(f"worker error: {type(exc).__name__}: {exc}")
 
-    def _after(self, run: JobRun, outcome: Outcome | None) -> Adopted | None:
-        """Record ``outcome``; while the worker takes jobs, take the next one for this slot."""
-        job = run.assignment
-        with self._cond:
-            if self._running.get(job.id) is run:
-                del self._running[job.id]
-            taking = not self._stopping
-        following: Assignment | None = None
-        try:
-            if outcome is not None and taking:
-                following = self._record_and_take(job, outcome)
-            elif outcome is not None:
-                self._recorder.record(job, outcome)
-        finally:
-            run.done.set()
-            if following is None:
-                self._free_slots(1)
-        return None if following is None else self._adopt(following)
+    def _after(self, ended: list[Ended], want: int) -> list[Adopted]:
+        """Record the outcomes; while the worker takes jobs, take up to ``want`` more for this slot.
 
-    def _record_and_take(self, job: Assignment, outcome: Outcome) -> Assignment | None:
-        pipe = self._client.pipeline(transaction=False)
-        complete(self._ctx, job, outcome, pipe)
-        self._scripts.take(self.prefix, self.name, 1, client=pipe)
+        The runs stay in the table of running jobs until their outcomes are written or handed to
+        the recorder, so that recovering after a lost reply never mistakes them for unstarted.
+        """
+        with self._cond:
+            taking = not self._stopping
+        outcomes = [(run.assignment, outcome) for run, outcome in ended if outcome is not None]
+        following: list[Assignment] = []
         try:
-            answer, flat = self._scripts.execute(pipe, raise_on_error=False)
+            if taking:
+                following = self._record_and_take(outcomes, want)
+            else:
+                for job, outcome in outcomes:
+                    self._recorder.record(job, outcome)
+        finally:
+            with self._cond:
+                for run, _outcome in ended:
+                    if self._running.get(run.assignment.id) is run:
+                        del self._running[run.assignment.id]
+            if not following:
+                self._free_slots(1)
+        return [self._adopt(job) for job in following]
+
+    def _record_and_take(self, outcomes: list[tuple[Assignment, Outcome]], want: int) -> list[Assignment]:
+        args: list[str] = []
+        for job, outcome in outcomes:
+            args += outcome_args(job, outcome)
+        try:
+            codes, flat = self._scripts.take(self.prefix, self.name, want, *args)
         except (redis.ConnectionError, redis.TimeoutError):
-            self._recorder.record(job, outcome)  # it retries; the take's reply may be lost:
+            for job, outcome in outcomes:  # the recorder retries; the take's reply may be lost:
+                self._recorder.record(job, outcome)
             self._recover = True  # the main loop looks for entries read but not run
-            return None
-        report(job, outcome, answer)
-        if isinstance(flat, Exception) or not flat:  # NOGROUP or nothing waiting: the main loop reads
-            return None
-        return taken(flat)[0]
+            return []
+        except redis.ResponseError as exc:  # a script error: no outcome was answered for
+            for job, outcome in outcomes:
+                report(job, outcome, exc)
+            return []
+        for (job, outcome), code in zip(outcomes, codes, strict=True):
+            report(job, outcome, code)
+        return taken(flat)
 
     def _run(self, run: JobRun) -> Outcome | None:
         try:
-            spec = Spec.decode(run.assignment.kind, run.assignment.spec)
+            job = run.assignment
+            small = len(job.spec) <= CACHED_SPEC_CHARS
+            spec = decoded(job.kind, job.spec) if small else Spec.decode(job.kind, job.spec)
         except InvalidJob as exc:
             return Outcome.failed(f"invalid job: {exc}")
         if spec.kind is Kind.COMMAND:

@@ -99,3 +99,15 @@ def test_tls_refuses_a_server_its_ca_did_not_sign(tls_redis: SecureRedis) -> Non
     plain = tls_redis.url("client").replace("rediss://", "redis://").split("?")[0]
     with pytest.raises(RedisUnavailable, match="cannot reach Redis"):
         Client(plain)  # a TLS port does not speak plain Redis
+
+
+@pytest.mark.parametrize("command", ["balancer", "worker"])
+def test_a_wrong_password_stops_a_process_at_once_with_one_clear_line(
+    acl_redis: SecureRedis, tmp_path: Path, command: str
+) -> None:
+    wrong = acl_redis.url(command).replace(acl_redis.passwords[command], "not-the-password")
+    ran = Processes(tmp_path).jb(wrong, command, "--name", f"{command}-x")  # would run until stopped if it got in
+    assert ran.returncode == 1, ran.stderr
+    lines = ran.stderr.strip().splitlines()
+    assert "refused the credentials" in lines[-1] and "Traceback" not in ran.stderr
+    assert "not-the-password" not in ran.stderr  # the URL is shown without its password

@@ -49,8 +49,14 @@ def test_make_when_takes_exactly_one() -> None:
     assert When(delay_s=30).describe() == "in 30s"
     with pytest.raises(InvalidJob, match="give one of delay, at and cron, not delay and cron"):
         make_when(delay=1, cron="* * * * *")
-    with pytest.raises(InvalidJob, match="delay must be a number of seconds >= 0"):
+    with pytest.raises(InvalidJob, match="delay must be a number of seconds from 0 to"):
         make_when(delay=-1)
+    with pytest.raises(InvalidJob, match="delay must be a number of seconds from 0 to"):
+        make_when(delay=1e300)
+    with pytest.raises(InvalidJob, match=r"at 1e\+20 is out of range"):
+        make_when(at=1e20)
+    with pytest.raises(InvalidJob, match="cron expression '0 0 30 2 \\*' never fires"):
+        make_when(cron="0 0 30 2 *")
     with pytest.raises(InvalidJob, match="cron expression 'every day' is not valid"):
         make_when(cron="every day")
     with pytest.raises(InvalidJob, match="at must be a datetime or epoch seconds"):

@@ -138,3 +138,42 @@ def test_a_person_drains_a_worker_and_changes_the_policy(page: Page, live_cluste
     wait_for(lambda: "policy is now 'round-robin'" in cluster.log("b1"), 10, what="the balancer takes the new policy")
     page.reload()
     expect(page.locator("input[name=policy]")).to_have_value("round-robin")
+
+
+def test_a_person_writes_runs_and_deletes_a_named_script(page: Page, live_cluster: tuple[Live, Cluster]) -> None:
+    live, cluster = live_cluster
+    log_in(page, live)
+
+    page.click("a[data-nav=scripts]")
+    expect(page.locator("table.scripts")).to_contain_text("No scripts yet.")
+    form = page.locator("#script-form")
+    form.locator("input[name=name]").fill("greet")
+    form.locator("select[name=language]").select_option("bash")
+    form.locator("textarea[name=body]").fill('echo "hello $1 from $JB_PARAM_PLACE"')
+    form.locator("button:has-text('Add parameter')").click()
+    form.locator("button:has-text('Add parameter')").click()
+    rows = form.locator(".param-row")
+    rows.nth(0).locator("input[name=param-name]").fill("who")
+    rows.nth(0).locator("input[name=param-required]").check()
+    rows.nth(1).locator("input[name=param-name]").fill("place")
+    rows.nth(1).locator("input[name=param-default]").fill("the browser")
+    form.locator("button[type=submit]").click()
+    expect(page.locator("#run-form")).to_contain_text("who *")
+    script = cluster.client.named_scripts.get("greet")
+    assert (script.language, [p.name for p in script.params]) == ("bash", ["who", "place"])
+    page.fill("#run-form input[name=param-who]", "ada")
+    shot(page, "script")
+
+    page.click("#run-form button[type=submit]")
+    expect(page.locator(".detail .badge").first).to_have_text("succeeded")
+    expect(page.locator("pre.stdout")).to_have_text("hello ada from the browser\n")
+    expect(page.locator("dl.spec")).to_contain_text('greet who="ada" place="the browser"')
+
+    page.click("a[data-nav=scripts]")
+    expect(page.locator("tr[data-script=greet]")).to_contain_text("bash")
+    shot(page, "scripts")
+    page.click("tr[data-script=greet] a")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.click("button:has-text('Delete')")
+    expect(page.locator("table.scripts")).to_contain_text("No scripts yet.")
+    assert cluster.client.named_scripts.all() == []

@@ -3,6 +3,7 @@
 import { get, startClusterStream, token, whenUnauthorized } from "./api.js";
 import { overviewView, settingsView, workersView } from "./cluster.js";
 import { jobView, jobsView } from "./jobs.js";
+import { scriptsView } from "./scripts.js";
 
 const view = document.getElementById("view");
 const login = document.getElementById("login");
@@ -14,6 +15,7 @@ function route() {
   const [, page = "overview", id] = location.hash.match(/^#\/([^/]*)\/?(.*)$/) || [];
   for (const link of document.querySelectorAll("[data-nav]")) link.classList.toggle("active", link.dataset.nav === page);
   const views = { overview: overviewView, jobs: jobsView, workers: workersView, settings: settingsView };
+  views.scripts = (root) => scriptsView(root, id ? decodeURIComponent(id) : null);
   const target = page === "jobs" && id ? (root) => jobView(root, decodeURIComponent(id)) : views[page] || overviewView;
   cleanup = target(view) || (() => {});
 }

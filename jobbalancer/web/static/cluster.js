@@ -3,14 +3,27 @@
 import { api, get, onCluster, post } from "./api.js";
 import { bar, badge, clear, debounce, h, sparkline, toast } from "./dom.js";
 
-const HISTORY = 60; // samples kept for the charts (one per refresh, about two minutes)
-const history = { finished: [], waiting: [], finishedSinceLast: 0 };
-const FINISHED = new Set(["succeeded", "failed", "timed_out", "cancelled", "rejected"]);
-onCluster((type, data) => type === "job" && FINISHED.has(data.status) && history.finishedSinceLast++);
+// The charts draw the history the cluster keeps (GET /api/stats/history: the active balancer samples
+// every 5 s), so a reload or another browser shows the same lines.
+const HISTORY_MINUTES = 15;
 
-function push(series, value) {
-  series.push(value);
-  if (series.length > HISTORY) series.shift();
+function chart(values, label, caption) {
+  return h("figure", { class: "card" }, sparkline(values, { label }), h("figcaption", {}, caption));
+}
+
+function charts(history, waitingNow) {
+  const points = history.points;
+  if (!points.length) {
+    return h("p", { class: "muted", id: "history-empty" }, "No history yet: the active balancer samples the cluster every 5 s.");
+  }
+  const finished = points.map((p) => p.finished ?? 0);
+  const waiting = points.map((p) => p.waiting);
+  const span = Math.max(1, Math.round((history.now - points[0].at) / 60));
+  const every = `${history.interval_s} s`;
+  return [
+    chart(finished, `jobs finished per ${every}`, `jobs finished per ${every}, last ${span} min (latest ${finished.at(-1)}, peak ${Math.max(...finished)})`),
+    chart(waiting, "waiting depth", `waiting depth, last ${span} min (now ${waitingNow}, peak ${Math.max(...waiting)})`),
+  ];
 }
 
 function workerRow(w, withActions) {
@@ -75,21 +88,18 @@ function poll(fn, ms) {
 
 export function overviewView(root) {
   const stats = h("div", { class: "stats" });
-  const charts = h("div", { class: "charts" });
+  const chartBox = h("div", { class: "charts" });
   const workers = h("div", {});
-  clear(root, h("h1", {}, "Overview"), stats, charts, h("h2", {}, "Workers"), workers);
+  clear(root, h("h1", {}, "Overview"), stats, chartBox, h("h2", {}, "Workers"), workers);
   return poll(async () => {
-    let data;
+    let data, history;
     try {
-      data = await get("/api/overview");
+      [data, history] = await Promise.all([get("/api/overview"), get(`/api/stats/history?minutes=${HISTORY_MINUTES}`)]);
     } catch (e) {
       toast(e.message, "error");
       return;
     }
     const waiting = Object.values(data.waiting).reduce((a, b) => a + b, 0);
-    push(history.waiting, waiting);
-    push(history.finished, history.finishedSinceLast);
-    history.finishedSinceLast = 0;
     const slots = data.workers.filter((w) => w.state !== "dead").reduce((a, w) => a + (w.concurrency || 0), 0);
     const running = data.workers.reduce((a, w) => a + w.running, 0);
     const stat = (label, value, id) => h("div", { class: "stat", id }, h("div", { class: "value" }, value), h("div", { class: "label" }, label));
@@ -100,11 +110,7 @@ export function overviewView(root) {
       stat("waiting", waiting, "stat-waiting"),
       ...["running", "succeeded", "failed", "timed_out", "cancelled"].map((s) => stat(s.replace("_", " "), data.jobs[s] || 0, `stat-${s}`)),
     );
-    clear(
-      charts,
-      h("figure", { class: "card" }, sparkline(history.finished, { label: "jobs finished per refresh" }), h("figcaption", {}, `finished per 2 s (now ${history.finished.at(-1)})`)),
-      h("figure", { class: "card" }, sparkline(history.waiting, { label: "waiting depth" }), h("figcaption", {}, `waiting depth (now ${waiting})`)),
-    );
+    clear(chartBox, charts(history, waiting));
     clear(workers, workersTable(data.workers, false));
   }, 2000);
 }

@@ -48,6 +48,7 @@ export function duration(job) {
 }
 
 export function what(job) {
+  if (job.script) return [job.script, ...Object.entries(job.params || {}).map(([k, v]) => `${k}=${JSON.stringify(v)}`)].join(" ");
   if (job.command !== undefined && job.command !== null) return job.command;
   if (job.argv) return job.argv.map((a) => (/^[\w.\/:=@%+-]+$/.test(a) ? a : JSON.stringify(a))).join(" ");
   if (job.func) return `${job.func}(${(job.args || []).map((a) => JSON.stringify(a)).join(", ")})`;

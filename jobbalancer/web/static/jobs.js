@@ -17,7 +17,7 @@ function submitForm() {
     h("label", {}, "Watchdog (s)", h("input", { name: "watchdog", type: "number", min: "0", step: "any" })),
     h("label", {}, "Queue", h("input", { name: "queue", value: "default" })),
     h("label", {}, "Priority", h("input", { name: "priority", type: "number", value: "0", step: "1" })),
-    h("label", {}, "Retries", h("input", { name: "retries", type: "number", value: "0", min: "0", max: "100" })),
+    h("label", {}, "Retries", h("input", { name: "retries", type: "number", min: "0", max: "100", placeholder: "queue's default" })),
     h("label", { class: "check" }, h("input", { name: "realtime", type: "checkbox" }), "Realtime"),
     h("button", { type: "submit" }, "Submit"),
     error,
@@ -29,10 +29,10 @@ function submitForm() {
       command: data.get("command"),
       queue: data.get("queue") || "default",
       priority: Number(data.get("priority") || 0),
-      retries: Number(data.get("retries") || 0),
       realtime: data.get("realtime") === "on",
     };
     if (data.get("watchdog")) body.watchdog = Number(data.get("watchdog"));
+    if (data.get("retries") !== "") body.retries = Number(data.get("retries")); // left empty: the queue's default
     error.hidden = true;
     try {
       const job = await post("/api/jobs", body);
@@ -138,10 +138,13 @@ export function jobView(root, id) {
     const rows = [
       ["status", badge(job.status)],
       ["kind", job.kind],
-      [job.kind === "call" ? "call" : "command", h("code", {}, what(job))],
+      [job.kind === "call" ? "call" : job.script ? "script" : "command", h("code", {}, what(job))],
+      // a script job runs the body it was given at submit (argv: interpreter, flag, body, ...)
+      ...(job.script && job.argv ? [["body", h("pre", { class: "inline mono" }, job.argv[2])]] : []),
       ["queue", job.queue],
       ["worker", job.worker || "—"],
-      ["attempts", `${job.attempts} (retries allowed: ${job.retries})`],
+      ["attempts", `${job.attempts} (retries allowed: ${job.retries}${job.failures ? `, spent: ${job.failures}` : ""})`],
+      ...(job.retry_at ? [["next retry", when(job.retry_at)]] : []),
       ["priority", job.priority],
       ["watchdog", job.watchdog ? `${job.watchdog} s` : "none"],
       ["realtime", job.realtime ? "yes" : "no"],

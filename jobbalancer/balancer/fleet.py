@@ -1,0 +1,177 @@
+"""The leader's picture of the live workers, kept current at a cost that follows changes, not fleet size.
+
+Each pass looks once, in one MULTI/EXEC (atomic, so what is counted and what is cleared agree):
+Redis's clock, the queues with waiting jobs, the tick flag cleared, ``<p>:freed`` read and
+cleared (the entries each worker's stream lost since the last look: every script that removes an
+entry counts it there), the workers that beat since the last look, and the config hash when it
+is due. Only the workers that beat get their facts re-read (their heartbeat rewrote them), in a
+second round trip; a worker new to the leader has its stream length read there too, atomically
+with dropping its stale freed count. What the leader places it adds itself (``placed``).
+
+Every few seconds (and at the start of a term) the look is full: every registered worker and its
+stream length, in the same MULTI as the freed clear. That also corrects anything done to a stream
+by hand, and drops workers that left without the leader noticing (a worker that left is noticed
+at once when dispatch refuses a job for it: ``gone``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from jobbalancer.balancer.plan import WORKER_FIELDS, worker_view
+from jobbalancer.balancer.policies import WorkerView
+from jobbalancer.keys import Keys
+
+FULL_EVERY_S = 5.0
+
+
+@dataclass(frozen=True)
+class Look:
+    """What one pass saw: Redis's clock (ms), the queues with waiting jobs, the config if due."""
+
+    now_ms: int
+    waitq: list[str]
+    config: Mapping[str, str] | None
+
+
+class Fleet:
+    """The live workers as the leader knows them between passes.
+
+    Args:
+        keys: the cluster's keys.
+    """
+
+    def __init__(self, keys: Keys) -> None:
+        self._keys = keys
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget everything: the next look is full (a new term, or after an outage)."""
+        self._facts: dict[str, Sequence[str | None]] = {}
+        self._outstanding: dict[str, int] = {}
+        self._beats: dict[str, float] = {}
+        self._views: dict[str, WorkerView] = {}
+        self._built_from: dict[str, Sequence[str | None]] = {}  # the facts each view was built from
+        self._dirty: set[str] = set()
+        self._limits = (0, 0)  # (max_jobs_per_worker, prefetch) the views were built with
+        self._since_ms = 0
+        self._full_due = 0.0
+
+    def look(self, client: redis.Redis, config_due: bool, timeout_s: float) -> Look:
+        """Bring the picture up to date; ``timeout_s`` is the heartbeat timeout (older beats are dead)."""
+        full = time.monotonic() >= self._full_due
+        known = list(self._facts)
+        pipe = client.pipeline(transaction=True)
+        pipe.time()
+        pipe.smembers(self._keys.waitq)
+        pipe.delete(self._keys.tick)  # this pass sees every freed slot so far: the next one may tick again
+        pipe.hgetall(self._keys.freed)
+        pipe.delete(self._keys.freed)
+        if full:
+            pipe.zrange(self._keys.workers, 0, -1, withscores=True)
+            for name in known:
+                pipe.xlen(self._keys.worker_jobs(name))
+        else:
+            pipe.zrangebyscore(self._keys.workers, self._since_ms, "+inf", withscores=True)
+        if config_due:
+            pipe.hgetall(self._keys.config)
+        replies = pipe.execute()
+        secs, micros = replies[0]
+        now_ms = int(secs) * 1000 + int(micros) // 1000
+        beats: list[tuple[str, float]] = replies[5]
+        if full:
+            self._full_due = time.monotonic() + FULL_EVERY_S
+            self._reread(known, replies[6 : 6 + len(known)], beats)
+            # new workers, and the known ones that beat since the last look (facts re-read)
+            beats = [(name, score) for name, score in beats if name not in self._facts or score >= self._since_ms]
+        else:
+            self._count_freed(replies[3])
+        self._since_ms = now_ms
+        self._beaten(client, beats)
+        self._expire(now_ms - timeout_s * 1000)
+        return Look(now_ms, sorted(replies[1]), replies[-1] if config_due else None)
+
+    def _reread(self, known: list[str], lengths: Sequence[Any], beats: list[tuple[str, float]]) -> None:
+        """A full look: every known worker's stream length, and who is registered now."""
+        registered = dict(beats)
+        for name, length in zip(known, lengths, strict=True):
+            if name in registered:
+                self._outstanding[name], self._beats[name] = int(length), registered[name]
+                self._dirty.add(name)
+            else:
+                self._forget(name)
+
+    def _count_freed(self, freed: Mapping[str, str]) -> None:
+        for name, count in freed.items():
+            if name in self._outstanding:
+                self._outstanding[name] = max(0, self._outstanding[name] - int(count))
+                self._dirty.add(name)
+
+    def _beaten(self, client: redis.Redis, beats: Iterable[tuple[str, float]]) -> None:
+        """Re-read the facts of workers that beat; read new ones whole, with their stream length."""
+        beats = list(beats)
+        if not beats:
+            return
+        pipe = client.pipeline(transaction=True)
+        for name, _ in beats:
+            pipe.hmget(self._keys.worker(name), list(WORKER_FIELDS))
+            if name not in self._outstanding:
+                pipe.xlen(self._keys.worker_jobs(name))
+                pipe.hdel(self._keys.freed, name)  # already counted in the length read with it
+        replies = iter(pipe.execute())
+        for name, score in beats:
+            facts = next(replies)
+            if name not in self._outstanding:
+                self._outstanding[name] = int(next(replies))
+                next(replies)
+            self._beats[name] = score
+            if not any(facts):
+                self._forget(name)  # registered, but its hash is gone: it gets nothing
+            elif facts != self._facts.get(name):
+                self._facts[name] = facts
+                self._dirty.add(name)
+
+    def _expire(self, cutoff_ms: float) -> None:
+        """Drop workers whose last beat is older than the cutoff (the leader reclaims them soon)."""
+        if self._beats and min(self._beats.values()) < cutoff_ms:
+            for name in [n for n, beat in self._beats.items() if beat < cutoff_ms]:
+                self._forget(name)
+
+    def _forget(self, name: str) -> None:
+        for table in (self._facts, self._outstanding, self._beats, self._views, self._built_from):
+            table.pop(name, None)
+        self._dirty.discard(name)
+
+    def placed(self, name: str) -> None:
+        """The leader placed a job on this worker."""
+        if name in self._outstanding:
+            self._outstanding[name] += 1
+            self._dirty.add(name)
+
+    def gone(self, name: str) -> None:
+        """The worker left ``<p>:workers`` (dispatch said so): nothing more for it until it beats again."""
+        self._forget(name)
+
+    def workers(self, max_jobs_per_worker: int, prefetch: int) -> list[WorkerView]:
+        """The workers that may get jobs, as the plan sees them."""
+        limits = (max_jobs_per_worker, prefetch)
+        if limits != self._limits:
+            self._limits, self._dirty, self._built_from = limits, set(self._facts), {}
+        for name in self._dirty:
+            view, facts = self._views.get(name), self._facts[name]
+            if view is not None and self._built_from.get(name) is facts:  # only its load changed
+                self._views[name] = view.with_outstanding(self._outstanding[name])
+                continue
+            fresh = worker_view(name, facts, self._outstanding[name], *limits)
+            self._built_from[name] = facts
+            if fresh is None:
+                self._views.pop(name, None)
+            else:
+                self._views[name] = fresh
+        self._dirty = set()
+        return list(self._views.values())
