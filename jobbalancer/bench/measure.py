@@ -145,9 +145,8 @@ def redis_time(client: Client) -> float:
     return float(reply[0]) + float(reply[1]) / 1e6
 
 
-def drain(client: Client, ids: Sequence[str], timeout_s: float) -> list[Record]:
-    """Wait until every job has finished; return their records."""
-    tracker = Tracker(client)
+def drain(tracker: Tracker, ids: Sequence[str], timeout_s: float) -> list[Record]:
+    """Wait until every job has finished; return their records. Make ``tracker`` before submitting."""
     tracker.add(ids)
     tracker.wait(timeout_s)
     return tracker.records()
@@ -169,8 +168,9 @@ def throughput(client: Client, spec: Spec, count: int, what: str) -> Throughput:
         RuntimeError: a job did not succeed.
     """
     began = redis_time(client)
+    tracker = Tracker(client)
     jobs = client.submit_many((spec, Options()) for _ in range(count))
-    done = drain(client, [job.id for job in jobs], timeout_s=max(120.0, count / 10))
+    done = drain(tracker, [job.id for job in jobs], timeout_s=max(120.0, count / 10))
     failed = [rec for rec in done if rec.status is not Status.SUCCEEDED]
     if failed:
         raise RuntimeError(f"{len(failed)} {what} jobs did not succeed; first: {failed[0].to_dict()}")
@@ -211,5 +211,6 @@ def slots(client: Client) -> int:
 def warm_up(client: Client) -> None:
     """Fill every slot twice with each kind, so that child start-up and imports are not timed."""
     items = [(Spec.for_call(NOOP), Options()), (Spec.for_command("true"), Options())] * (2 * slots(client))
+    tracker = Tracker(client)
     jobs = client.submit_many(items)
-    drain(client, [job.id for job in jobs], timeout_s=60.0)
+    drain(tracker, [job.id for job in jobs], timeout_s=60.0)
