@@ -47,8 +47,9 @@ class Settings:
         policy: how the balancer picks a worker (a built-in name or ``package.module:Class``).
         max_jobs_per_worker: caps every worker's slots; 0 means no cap.
         heartbeat_timeout: seconds without a heartbeat after which a worker is dead.
-        prefetch: jobs the balancer may assign to a worker beyond its free slots. Priority order
-            is loose by up to this many jobs per worker; 0 keeps it strict.
+        prefetch: the most jobs the balancer may assign to a worker beyond its free slots; each
+            worker gets what it finishes in about 50 ms, at least 2 (balancer/fleet.py). Priority
+            order is loose by up to that many jobs per worker; 0 keeps it strict.
         poison_limit: deliveries lost with their worker after which a job is failed and dead-lettered.
         kill_grace: seconds between SIGTERM and SIGKILL when a job is killed.
         result_ttl: seconds a finished job record is kept.

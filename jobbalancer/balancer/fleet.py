@@ -8,6 +8,12 @@ is due. Only the workers that beat get their facts re-read (their heartbeat rewr
 second round trip; a worker new to the leader has its stream length read there too, atomically
 with dropping its stale freed count. What the leader places it adds itself (``placed``).
 
+Prefetch follows each worker's pace: a worker is given, beyond its free slots, about what it
+finishes in ``PREFETCH_HORIZON_S`` (its ``jobs_done`` counter, read with each heartbeat), at
+least ``PREFETCH_FLOOR`` and at most the ``prefetch`` setting. Short jobs then come in batches
+its slots take together, while a job that takes seconds never waits in a busy worker's stream
+behind more than a couple of others (unfair prefetch), nor does a reclaimed one.
+
 Every few seconds (and at the start of a term) the look is full: every registered worker and its
 stream length, in the same MULTI as the freed clear. That also corrects anything done to a stream
 by hand, and drops workers that left without the leader noticing (a worker that left is noticed
@@ -16,6 +22,7 @@ at once when dispatch refuses a job for it: ``gone``).
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
@@ -28,6 +35,18 @@ from jobbalancer.balancer.policies import WorkerView
 from jobbalancer.keys import Keys
 
 FULL_EVERY_S = 5.0
+PREFETCH_HORIZON_S = 0.05
+PREFETCH_FLOOR = 2
+
+
+def paced_prefetch(rate: float, setting: int) -> int:
+    """Jobs to give a worker beyond its free slots: what it finishes in ``PREFETCH_HORIZON_S``.
+
+    Args:
+        rate: jobs per second the worker finished between its last two heartbeats.
+        setting: the ``prefetch`` setting: the most it may get (0 keeps placement strict).
+    """
+    return min(setting, max(PREFETCH_FLOOR, math.ceil(rate * PREFETCH_HORIZON_S)))
 
 
 @dataclass(frozen=True)
@@ -55,6 +74,8 @@ class Fleet:
         self._facts: dict[str, Sequence[str | None]] = {}
         self._outstanding: dict[str, int] = {}
         self._beats: dict[str, float] = {}
+        self._done: dict[str, tuple[float, int]] = {}  # heartbeat (Redis ms) and jobs_done it came with
+        self._paced: dict[str, float] = {}  # jobs per second, between the last two heartbeats
         self._views: dict[str, WorkerView] = {}
         self._built_from: dict[str, Sequence[str | None]] = {}  # the facts each view was built from
         self._dirty: set[str] = set()
@@ -120,12 +141,14 @@ class Fleet:
         pipe = client.pipeline(transaction=True)
         for name, _ in beats:
             pipe.hmget(self._keys.worker(name), list(WORKER_FIELDS))
+            pipe.hget(self._keys.worker(name), "jobs_done")
             if name not in self._outstanding:
                 pipe.xlen(self._keys.worker_jobs(name))
                 pipe.hdel(self._keys.freed, name)  # already counted in the length read with it
         replies = iter(pipe.execute())
         for name, score in beats:
             facts = next(replies)
+            self._pace(name, score, int(next(replies) or 0))
             if name not in self._outstanding:
                 self._outstanding[name] = int(next(replies))
                 next(replies)
@@ -136,6 +159,18 @@ class Fleet:
                 self._facts[name] = facts
                 self._dirty.add(name)
 
+    def _pace(self, name: str, beat_ms: float, done: int) -> None:
+        before = self._done.get(name)
+        self._done[name] = (beat_ms, done)
+        if before is None or beat_ms <= before[0]:
+            return
+        rate = max(0, done - before[1]) * 1000 / (beat_ms - before[0])
+        setting = self._limits[1]
+        if paced_prefetch(rate, setting) != paced_prefetch(self._paced.get(name, 0.0), setting):
+            self._built_from.pop(name, None)  # its view is rebuilt with the new prefetch
+            self._dirty.add(name)
+        self._paced[name] = rate
+
     def _expire(self, cutoff_ms: float) -> None:
         """Drop workers whose last beat is older than the cutoff (the leader reclaims them soon)."""
         if self._beats and min(self._beats.values()) < cutoff_ms:
@@ -143,7 +178,15 @@ class Fleet:
                 self._forget(name)
 
     def _forget(self, name: str) -> None:
-        for table in (self._facts, self._outstanding, self._beats, self._views, self._built_from):
+        for table in (
+            self._facts,
+            self._outstanding,
+            self._beats,
+            self._views,
+            self._built_from,
+            self._done,
+            self._paced,
+        ):
             table.pop(name, None)
         self._dirty.discard(name)
 
@@ -167,7 +210,8 @@ class Fleet:
             if view is not None and self._built_from.get(name) is facts:  # only its load changed
                 self._views[name] = view.with_outstanding(self._outstanding[name])
                 continue
-            fresh = worker_view(name, facts, self._outstanding[name], *limits)
+            prefetch = paced_prefetch(self._paced.get(name, 0.0), limits[1])
+            fresh = worker_view(name, facts, self._outstanding[name], limits[0], prefetch)
             self._built_from[name] = facts
             if fresh is None:
                 self._views.pop(name, None)
