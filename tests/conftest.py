@@ -7,22 +7,18 @@ gets its own key ``prefix`` and a client. The suite never touches a server it di
 from __future__ import annotations
 
 import os
-import socket
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
 
 from jobbalancer.server import EmbeddedRedis, ServerError
+from tests.chaos.harness import ChaosCluster
+from tests.helpers import free_port
 
 os.environ["JB_ALLOW_ROOT"] = "1"  # the suite runs as root in CI containers; one test checks the refusal
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +49,13 @@ def r(redis_url: str) -> Iterator[redis.Redis]:
     client = redis.Redis.from_url(redis_url, decode_responses=True)
     yield client
     client.close()
+
+
+@pytest.fixture
+def chaos(tmp_path: Path) -> Iterator[ChaosCluster]:
+    """A cluster of real processes on its own Redis (tests/chaos/harness.py), closed after the test."""
+    cluster = ChaosCluster(tmp_path)
+    try:
+        yield cluster
+    finally:
+        cluster.close()

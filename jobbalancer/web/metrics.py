@@ -8,7 +8,7 @@ are the ones the Lua scripts keep in ``<p>:stats`` as things happen (:mod:`jobba
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -76,22 +76,25 @@ def counters(stats: Stats) -> Iterator[Metric]:
         buckets = [("+Inf" if math.isinf(bound) else repr(bound), count) for bound, count in runs.cumulative()]
         durations.add_metric([queue, status], buckets, runs.sum_s)
     yield durations
-    reclaimed = CounterMetricFamily(
+    yield _counter(
         "jobbalancer_reclaimed_jobs",
         "Jobs taken back from a lost worker, by what became of them (requeued, failed, timed_out, cancelled).",
-        labels=["outcome"],
+        "outcome",
+        stats.reclaimed,
     )
-    for outcome, count in sorted(stats.reclaimed.items()):
-        reclaimed.add_metric([outcome], count)
-    yield reclaimed
-    kills = CounterMetricFamily(
+    yield _counter(
         "jobbalancer_watchdog_kills",
         "Jobs their watchdog killed, by who did: their worker, or the balancer's overdue backstop.",
-        labels=["by"],
+        "by",
+        stats.watchdog,
     )
-    for by, count in sorted(stats.watchdog.items()):
-        kills.add_metric([by], count)
-    yield kills
+
+
+def _counter(name: str, documentation: str, label: str, counts: Mapping[str, int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=[label])
+    for value, count in sorted(counts.items()):
+        family.add_metric([value], count)
+    return family
 
 
 def render(client: Client) -> tuple[bytes, str]:

@@ -7,12 +7,9 @@ fault's own test costs seconds of heartbeat timeouts. They run with ``make chaos
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
-
 import pytest
 
-from tests.chaos.harness import LONG, ChaosCluster
+from tests.chaos.harness import LONG
 from tests.chaos.observe import SUMMARIES
 
 
@@ -37,12 +34,3 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         terminalreporter.section(f"chaos summaries ({'long' if LONG else 'small'} run)")
         for summary in SUMMARIES:
             terminalreporter.write_line(f"{summary.name}: {summary.line()}")
-
-
-@pytest.fixture
-def chaos(tmp_path: Path) -> Iterator[ChaosCluster]:
-    cluster = ChaosCluster(tmp_path)
-    try:
-        yield cluster
-    finally:
-        cluster.close()

@@ -27,8 +27,7 @@ from jobbalancer import Client, Status
 from jobbalancer.job import TERMINAL, Options, Spec
 from jobbalancer.server import EmbeddedRedis
 from tests.chaos.observe import SUMMARIES, Event, EventLog, Execution, Fault, Summary, chaos_processes
-from tests.conftest import free_port
-from tests.helpers import REPO, stop_processes, wait_for
+from tests.helpers import REPO, free_port, stop_processes, wait_for
 
 LONG = os.environ.get("JB_CHAOS_LONG") == "1"
 """``make chaos`` sets ``JB_CHAOS_LONG=1``: more jobs, more faults, longer outages."""

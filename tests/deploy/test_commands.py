@@ -21,9 +21,8 @@ from typing import IO, Any
 import pytest
 import redis
 
-from tests.conftest import free_port
 from tests.deploy.specs import JB, Command, compose_commands, option, systemd_commands, with_option
-from tests.helpers import REPO, wait_for
+from tests.helpers import REPO, free_port, wait_for
 
 TOKEN = "deploy-test-token"
 STOP_WITHIN_S = 15.0

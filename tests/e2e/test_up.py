@@ -11,8 +11,7 @@ from pathlib import Path
 import psutil
 
 from jobbalancer.server import answers
-from tests.conftest import free_port
-from tests.helpers import REPO, wait_for
+from tests.helpers import REPO, free_port, wait_for
 
 
 def test_up_runs_everything_and_ctrl_c_stops_it(tmp_path: Path) -> None:

@@ -25,8 +25,7 @@ from jobbalancer.job import EXIT_REJECTED, Record, Status
 from jobbalancer.keys import INBOX_GROUP, Keys
 from jobbalancer.scripts import Scripts
 from jobbalancer.server import EmbeddedRedis
-from tests.conftest import free_port
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 
 LEASE_MS = 600  # standbys retry every 200 ms, so takeovers stay quick
 
@@ -137,10 +136,9 @@ class Cluster:
             assert not thread.is_alive(), f"balancer {balancer.name} did not stop"
 
 
-@pytest.fixture
-def cluster(redis_url: str, prefix: str, r: redis.Redis) -> Iterator[Cluster]:
+def running_cluster(redis_url: str, prefix: str, r: redis.Redis) -> Iterator[Cluster]:
+    """A simulated cluster with its heartbeat thread, closed after the test (the fixtures' body)."""
     c = Cluster(redis_url, r, Keys(prefix), Scripts(r))
-    r.hset(c.keys.config, "prefetch", "0")  # these tests count slots exactly; tests/e2e/test_prefetch.py has prefetch
     heart = threading.Thread(target=c.heartbeats, name="sim-heartbeats", daemon=True)
     heart.start()
     try:
@@ -148,6 +146,14 @@ def cluster(redis_url: str, prefix: str, r: redis.Redis) -> Iterator[Cluster]:
     finally:
         c.close()
         heart.join(5)
+
+
+@pytest.fixture
+def cluster(redis_url: str, prefix: str, r: redis.Redis) -> Iterator[Cluster]:
+    r.hset(
+        f"{prefix}:config", "prefetch", "0"
+    )  # these tests count slots exactly; tests/e2e/test_prefetch.py has prefetch
+    yield from running_cluster(redis_url, prefix, r)
 
 
 class Usurper:

@@ -9,7 +9,6 @@ after every submit and every completion.
 
 from __future__ import annotations
 
-import threading
 from collections import deque
 from collections.abc import Iterator
 
@@ -18,22 +17,13 @@ import redis
 
 from jobbalancer.balancer import Balancer
 from jobbalancer.job import Status
-from jobbalancer.keys import Keys
-from jobbalancer.scripts import Scripts
 from tests.helpers import wait_for
-from tests.integration.test_balancer import Cluster, Sim
+from tests.integration.test_balancer import Cluster, Sim, running_cluster
 
 
 @pytest.fixture
 def steady(redis_url: str, prefix: str, r: redis.Redis) -> Iterator[Cluster]:
-    c = Cluster(redis_url, r, Keys(prefix), Scripts(r))
-    heart = threading.Thread(target=c.heartbeats, name="sim-heartbeats", daemon=True)
-    heart.start()
-    try:
-        yield c
-    finally:
-        c.close()
-        heart.join(5)
+    yield from running_cluster(redis_url, prefix, r)
 
 
 def outstanding(c: Cluster, sims: list[Sim]) -> dict[str, int]:

@@ -23,18 +23,9 @@ import pytest
 
 from jobbalancer import Status
 from jobbalancer.job import Options, Spec
-from jobbalancer.worker.cgroup import Cgroups
+from jobbalancer.worker.cgroup import Cgroups, JobCgroup
 from tests.chaos.harness import ChaosCluster
 from tests.helpers import wait_for
-
-
-@pytest.fixture
-def chaos(tmp_path: Path) -> Iterator[ChaosCluster]:
-    cluster = ChaosCluster(tmp_path)
-    try:
-        yield cluster
-    finally:
-        cluster.close()
 
 
 @pytest.fixture
@@ -117,7 +108,12 @@ def test_an_escapee_dies_with_its_job_however_the_job_ends(chaos: ChaosCluster, 
         assert chaos.client.record(ids["exit"]).exit_code == 0  # leftovers are killed, the outcome stays
         for how, mark in marks.items():
             wait_for(lambda m=mark: _gone(escapees[m]), 5, what=f"the escapee of the {how} job to die")
-    assert _job_cgroups(cgroups, chaos, "w1") == []  # every job's cgroup removed: none leaks
+    # Emptied, the job cgroups stay for the worker's next jobs; they go when the worker stops.
+    kept = _job_cgroups(cgroups, chaos, "w1")
+    assert len(kept) == 4 and all(not JobCgroup(path).pids() for path in kept)
+    chaos.signal("w1", signal.SIGTERM)
+    assert chaos.procs["w1"].wait(20) == 0
+    assert _job_cgroups(cgroups, chaos, "w1") == []  # none leaks
 
 
 def test_a_killed_workers_guardian_kills_an_escapee_in_a_cgroup(chaos: ChaosCluster, cgroups: Cgroups) -> None:

@@ -9,10 +9,7 @@ scripts, without processes, at the end.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
-from pathlib import Path
 
-import pytest
 import redis
 
 from jobbalancer import Client, Status
@@ -21,15 +18,6 @@ from jobbalancer.keys import Keys
 from jobbalancer.scripts import Scripts
 from tests.chaos.harness import HEARTBEAT_TIMEOUT_S, ChaosCluster
 from tests.helpers import wait_for
-
-
-@pytest.fixture
-def chaos(tmp_path: Path) -> Iterator[ChaosCluster]:
-    cluster = ChaosCluster(tmp_path)
-    try:
-        yield cluster
-    finally:
-        cluster.close()
 
 
 def _field(chaos: ChaosCluster, job_id: str, name: str) -> str | None:

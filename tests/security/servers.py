@@ -16,8 +16,7 @@ import pytest
 import redis
 
 from jobbalancer.server import find_redis_server
-from tests.conftest import free_port
-from tests.helpers import REPO, stop_processes
+from tests.helpers import REPO, free_port, stop_processes
 
 ROLES = ("admin", "client", "worker", "balancer", "dashboard")
 # Debian's redis-tools ships the server (built with TLS) as redis-check-rdb.

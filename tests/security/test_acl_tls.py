@@ -11,17 +11,8 @@ import redis
 
 from jobbalancer import Client, Status
 from jobbalancer.errors import RedisUnavailable
-from jobbalancer.server import find_redis_server
 from tests.helpers import wait_for
 from tests.security.servers import Processes, SecureRedis, acl_file, make_certs, tls_binary
-
-
-@pytest.fixture
-def acl_redis(tmp_path: Path) -> Iterator[SecureRedis]:
-    acl, passwords = acl_file(tmp_path)
-    server = SecureRedis(tmp_path, find_redis_server(), passwords).start(acl)
-    yield server
-    server.stop()
 
 
 @pytest.fixture

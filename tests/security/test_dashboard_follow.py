@@ -11,21 +11,12 @@ import redis
 from fastapi.testclient import TestClient
 
 from jobbalancer import Client, Status
-from jobbalancer.server import find_redis_server
 from jobbalancer.web import create_app
 from tests.helpers import wait_for
-from tests.security.servers import Processes, SecureRedis, acl_file
+from tests.security.servers import Processes, SecureRedis
 
 TOKEN = "dashboard-token-0123456789"
 LINES = "for i in 1 2 3 4; do echo line$i; sleep 0.4; done; echo oops >&2"
-
-
-@pytest.fixture
-def acl_redis(tmp_path: Path) -> Iterator[SecureRedis]:
-    acl, passwords = acl_file(tmp_path)
-    server = SecureRedis(tmp_path, find_redis_server(), passwords).start(acl)
-    yield server
-    server.stop()
 
 
 @pytest.fixture

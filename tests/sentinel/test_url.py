@@ -10,7 +10,7 @@ from jobbalancer.connection import connect, parse_sentinel_url, redact
 from jobbalancer.durability import WaitReplicas
 from jobbalancer.errors import InvalidSetting, RedisUnavailable
 from jobbalancer.up import Cluster, UpError
-from tests.conftest import free_port
+from tests.helpers import free_port
 
 
 def test_a_full_url_names_sentinels_service_db_and_both_logins() -> None:

@@ -24,8 +24,7 @@ from typing import Any
 import redis
 
 from jobbalancer.server import EmbeddedRedis, find_redis_server
-from tests.conftest import free_port
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 
 SERVICE = "jbprimary"
 DOWN_AFTER_MS = 1000  # low enough for a quick test, high enough that a busy machine causes no spurious failover

@@ -21,6 +21,7 @@ from jobbalancer.worker.cgroup import (
     safe_name,
     v2_mount,
 )
+from jobbalancer.worker.guardian import Guardian
 from tests.helpers import wait_for
 
 HYBRID_MOUNTS = """\
@@ -140,3 +141,35 @@ def test_a_shell_command_that_cannot_enter_its_cgroup_does_not_run(cgroups: Cgro
     ran = tmp_path / "ran"
     done = subprocess.run(["/bin/sh", "-c", cgroup.shell_prefix() + f"touch {ran}"], capture_output=True, text=True)
     assert done.returncode == EXIT_NO_CGROUP and "cgroup.procs" in done.stderr and not ran.exists()
+
+
+def test_a_cleared_cgroup_is_kept_empty_for_the_next_job(cgroups: Cgroups) -> None:
+    cgroup = cgroups.create("unit")
+    assert cgroup is not None
+    try:
+        assert cgroup.clear() == (0, True) and cgroup.path.is_dir()  # nothing ran: kept as it is
+        script = cgroup.shell_prefix() + f"mkdir {cgroup.path / 'own'}; (setsid env -i sleep 1000 &)"
+        subprocess.run(["/bin/sh", "-c", script], check=True, start_new_session=True)
+        escapee = psutil.Process(wait_for(cgroup.pids, 5, what="the escapee in the cgroup")[0])
+        assert cgroup.clear() == (1, True)  # the leftover killed, the job's own cgroup removed
+        wait_for(lambda: not psutil.pid_exists(escapee.pid) or escapee.status() == psutil.STATUS_ZOMBIE, 5)
+        assert cgroup.path.is_dir() and not (cgroup.path / "own").exists() and cgroup.pids() == []
+    finally:
+        cgroup.remove()
+    assert cgroup.clear() == (0, False)  # gone: not to be reused
+
+
+def test_the_guardian_reuses_emptied_cgroups_and_removes_them_when_it_closes(cgroups: Cgroups) -> None:
+    guardian = Guardian()
+    guardian.start()
+    try:
+        assert guardian.cgroups is not None
+        first, second = guardian.cgroup_for("unit"), guardian.cgroup_for("unit")
+        assert first is not None and second is not None and first != second  # two jobs at once: two
+        assert guardian.release_cgroup(first) == 0
+        assert guardian.cgroup_for("unit") == first  # emptied: reused, not made anew
+        guardian.release_cgroup(first)
+        guardian.release_cgroup(second)
+    finally:
+        guardian.close()
+    assert not first.path.exists() and not second.path.exists()

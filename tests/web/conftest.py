@@ -17,9 +17,8 @@ from fastapi.testclient import TestClient
 
 from jobbalancer import Client
 from jobbalancer.web import create_app
-from tests.conftest import free_port
 from tests.e2e.conftest import Cluster, cluster, running  # noqa: F401 - fixtures, re-exported
-from tests.helpers import wait_for
+from tests.helpers import free_port, wait_for
 
 TOKEN = "test-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

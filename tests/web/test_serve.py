@@ -17,8 +17,7 @@ import pytest
 
 from jobbalancer.up import Cluster
 from jobbalancer.web.guard import WebError, allowed_hosts, host_name, refuse_root
-from tests.conftest import free_port
-from tests.helpers import REPO, wait_for
+from tests.helpers import REPO, free_port, wait_for
 
 
 def jb_argv(redis_url: str, prefix: str, *args: str) -> list[str]:
