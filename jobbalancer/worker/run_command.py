@@ -6,13 +6,13 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import selectors
 import signal
 import subprocess
 import threading
 
 from jobbalancer.job import Spec, Status
 from jobbalancer.worker.cgroup import JobCgroup
+from jobbalancer.worker.follow import FOLLOWER
 from jobbalancer.worker.kill import kill_tree, signal_group
 from jobbalancer.worker.output import Output
 from jobbalancer.worker.running import Context, JobRun, Outcome, killed_outcome, supervise
@@ -20,8 +20,6 @@ from jobbalancer.worker.running import Context, JobRun, Outcome, killed_outcome,
 # After the command exits, how long its output pipes may take to drain. Only a process that
 # escaped the job's group (setsid) and still holds a pipe makes this wait run out.
 DRAIN_S = 2.0
-_READ_BYTES = 65536
-EXIT_POLL_S = 0.05  # how soon an exit is noticed while an escaped process keeps a pipe open
 
 log = logging.getLogger("jobbalancer.worker")
 
@@ -45,12 +43,18 @@ def run_command(run: JobRun, spec: Spec, ctx: Context) -> Outcome | None:
     except (OSError, subprocess.SubprocessError) as exc:
         ctx.guardian.release_cgroup(cgroup)
         return Outcome.failed(f"cannot start command: {exc}")
-    assert proc.stdout is not None and proc.stderr is not None
     ctx.guardian.watch(proc.pid)
-    exited = threading.Event()
-    follower = threading.Thread(target=_follow, args=(proc, out, exited, run.wake), daemon=True)
-    follower.start()
-    reason = supervise(run, exited, lambda: kill_tree(proc.pid, ctx.settings().kill_grace, exited, cgroup))
+    followed = FOLLOWER.follow(proc, out, run.wake)
+    exited, killed = followed.exited, threading.Event()
+
+    def kill() -> None:
+        if not _has_exited(proc.pid):  # else it ended by itself: only the follower has not seen it yet
+            killed.set()
+            kill_tree(proc.pid, ctx.settings().kill_grace, exited, cgroup)
+
+    reason = supervise(run, exited, kill)
+    if not killed.is_set():
+        reason = None
     # A job is its process tree, and its cgroup: whatever the command left running goes with it,
     # also when it exited by itself (like systemd's KillMode=control-group, minus the SIGTERM).
     signal_group(proc.pid, signal.SIGKILL)
@@ -58,7 +62,7 @@ def run_command(run: JobRun, spec: Spec, ctx: Context) -> Outcome | None:
     if left and reason is None:
         log.info("job %s exited leaving %d process(es) in its cgroup: killed", job.id, left)
     ctx.guardian.forget(proc.pid)
-    follower.join(DRAIN_S)
+    followed.drained.wait(DRAIN_S)
     out.close()
     if reason is not None:
         return killed_outcome(run, reason, out)
@@ -88,6 +92,14 @@ def _start(spec: Spec, env: dict[str, str], cgroup: JobCgroup | None) -> subproc
         )
 
 
+def _has_exited(pid: int) -> bool:
+    """True if our child ``pid`` has exited (reaped or not; it is left for the follower to reap)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # already reaped
+        return True
+
+
 def _exit_outcome(code: int, out: Output) -> Outcome:
     if code == 0:
         return Outcome(Status.SUCCEEDED, 0, stdout=out.stdout, stderr=out.stderr)
@@ -101,32 +113,3 @@ def signal_name(number: int) -> str:
         return signal.Signals(number).name
     except ValueError:
         return f"signal {number}"
-
-
-def _follow(proc: subprocess.Popen[bytes], out: Output, exited: threading.Event, wake: threading.Event) -> None:
-    """Copy both pipes into the job's output until end of file, and reap the process.
-
-    One thread per job does it all. ``exited`` is set once the process is reaped, or as soon as
-    it has exited while something it left behind (``setsid``) still holds a pipe open.
-    """
-    assert proc.stdout is not None and proc.stderr is not None
-    pipes = {proc.stdout.fileno(): 1, proc.stderr.fileno(): 2}
-    with selectors.DefaultSelector() as selector:
-        for fd in pipes:
-            selector.register(fd, selectors.EVENT_READ)
-        while pipes:
-            for key, _events in selector.select(None if exited.is_set() else EXIT_POLL_S):
-                chunk = os.read(key.fd, _READ_BYTES)
-                if chunk:
-                    out.write_bytes(pipes[key.fd], chunk)
-                else:
-                    selector.unregister(key.fd)
-                    out.end(pipes.pop(key.fd))
-            if not exited.is_set() and proc.poll() is not None:
-                exited.set()
-                wake.set()
-    proc.stdout.close()
-    proc.stderr.close()
-    proc.wait()
-    exited.set()
-    wake.set()

@@ -8,6 +8,7 @@ from typing import Any
 
 import httpx2
 
+from jobbalancer.balancer.fleet import paced_prefetch
 from tests.e2e.conftest import Cluster
 from tests.helpers import wait_for
 from tests.web.conftest import Live
@@ -137,7 +138,8 @@ def test_the_event_stream_shows_job_and_worker_changes(live_cluster: tuple[Live,
 
 def test_the_overview_shows_waiting_depth(live_cluster: tuple[Live, Cluster]) -> None:
     live, _cluster = live_cluster
-    prefetch = live.client.get("/api/config").json()["prefetch"]  # jobs a worker may hold beyond its 2 slots
+    setting = live.client.get("/api/config").json()["prefetch"]
+    prefetch = paced_prefetch(0.0, setting)  # jobs a worker that finished none lately may hold beyond its 2 slots
     held = 2 * (2 + prefetch)  # two workers
     ids = [live.client.post("/api/jobs", json={"command": "sleep 30"}).json()["id"] for _ in range(held + 2)]
 
