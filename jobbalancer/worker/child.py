@@ -2,10 +2,11 @@
 
 Started by :mod:`jobbalancer.worker.run_call` as
 ``python -m jobbalancer.worker.child <job_fd> <msg_fd> <worker_pid> <paths JSON>``. It reads one
-JSON line per job from ``job_fd`` (``{"t": "job", "id", "attempt", "func", "args", "kwargs"}``)
-and writes JSON lines to ``msg_fd``: ``{"t": "out", "fd": 1|2, "d": text}`` for output and one
-``{"t": "done", "ok": true, "result": ...}`` or ``{"t": "done", "ok": false, "error": ...}`` per
-job. JSON only, never pickle: nothing the worker reads can run code in it.
+JSON line per job from ``job_fd`` (``[id, attempt, func, args, kwargs]``) and writes lines to
+``msg_fd``, each a one-character tag and JSON: ``1"text"`` / ``2"text"`` for output on stdout /
+stderr, then one ``R<result>`` (the call returned) or ``E"error"`` (it raised) per job. Output
+written while no job runs (by a thread a finished job left behind) is dropped. JSON only, never
+pickle: nothing the worker reads can run code in it.
 """
 
 from __future__ import annotations
@@ -45,14 +46,24 @@ class Channel:
     def __init__(self, stream: TextIO) -> None:
         self._stream = stream
         self._lock = threading.Lock()
+        self._active = False  # a job runs: its output goes to the worker
 
-    def send_raw(self, line: str) -> None:
+    def begin(self) -> None:
         with self._lock:
+            self._active = True
+
+    def output(self, fd: int, text: str) -> None:
+        with self._lock:
+            if self._active:
+                self._stream.write(f"{fd}{json.dumps(text)}\n")
+                self._stream.flush()
+
+    def done(self, line: str) -> None:
+        """The job's last message; output after it is no job's."""
+        with self._lock:
+            self._active = False
             self._stream.write(line + "\n")
             self._stream.flush()
-
-    def send(self, message: dict[str, Any]) -> None:
-        self.send_raw(json.dumps(message))
 
 
 class JobStream(io.TextIOBase):
@@ -89,7 +100,7 @@ class JobStream(io.TextIOBase):
         with self._lock:
             text, self._buf, self._size = "".join(self._buf), [], 0
         if text:
-            self._channel.send({"t": "out", "fd": self._fd, "d": text})
+            self._channel.output(self._fd, text)
 
 
 class Runner:
@@ -114,11 +125,14 @@ class Runner:
             func = self._funcs[path] = target
         return func
 
-    def run(self, job: dict[str, Any]) -> None:
+    def run(self, job: list[Any]) -> None:
+        """Run one job: ``[id, attempt, func, args, kwargs]``."""
+        job_id, attempt, path, args, kwargs = job
         sys.stdout, sys.stderr = self._streams  # again for every job: the last one may have replaced them
-        os.environ["JB_JOB_ID"] = str(job.get("id", ""))
-        os.environ["JB_ATTEMPT"] = str(job.get("attempt", ""))
-        path = str(job.get("func", ""))
+        os.environ["JB_JOB_ID"] = str(job_id)
+        os.environ["JB_ATTEMPT"] = str(attempt)
+        path = str(path)
+        self._channel.begin()
         try:
             func = self.resolve(path)
         except (ImportError, AttributeError, ValueError, TypeError) as exc:
@@ -128,7 +142,7 @@ class Runner:
             self._done_error(f"cannot import {path}:\n{_format(exc)}")
             return
         try:
-            result = func(*job.get("args", []), **job.get("kwargs", {}))
+            result = func(*args, **kwargs)
         except BaseException as exc:  # SystemExit and KeyboardInterrupt too: a job cannot end the child
             self._done_error(_format(exc))
             return
@@ -138,11 +152,11 @@ class Runner:
             self._done_error(f"result is not JSON-serialisable: {exc}")
             return
         self._flush_streams()
-        self._channel.send_raw('{"t": "done", "ok": true, "result": ' + encoded + "}")
+        self._channel.done("R" + encoded)
 
     def _done_error(self, error: str) -> None:
         self._flush_streams()
-        self._channel.send({"t": "done", "ok": False, "error": error})
+        self._channel.done("E" + json.dumps(error))
 
     def _flush_streams(self) -> None:
         for stream in self._streams:  # ours, even if the job replaced sys.stdout meanwhile

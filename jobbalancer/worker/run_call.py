@@ -4,6 +4,10 @@ A child is started once and reused, so a job pays for neither an interpreter sta
 imports again. A child killed by a watchdog or a cancel, or one that died, is not reused: the
 next job starts a fresh one. The pool never holds more children than the worker has slots,
 because each running call job holds exactly one.
+
+The slot thread running a job reads its child's messages itself (``poll`` on the message pipe and
+on a wake-up socket that a kill request writes to), so a call costs no thread hand-off and no
+Event in the worker: a no-op call is one write and, usually, one read.
 """
 
 from __future__ import annotations
@@ -12,38 +16,49 @@ import contextlib
 import json
 import logging
 import os
+import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Sequence
-from typing import Any
 
 from jobbalancer.job import Spec, Status
 from jobbalancer.worker.guardian import Guardian
 from jobbalancer.worker.kill import kill_tree, signal_group
 from jobbalancer.worker.output import Output, utf8_safe
-from jobbalancer.worker.running import Context, JobRun, Outcome, killed_outcome, supervise
+from jobbalancer.worker.running import Context, JobRun, Outcome, StopReason, killed_outcome
 
 log = logging.getLogger("jobbalancer.worker")
 
+_READ_BYTES = 1 << 16
 
-class CallJob:
-    """The worker's side of one call running in a child."""
 
-    def __init__(self, out: Output, wake: threading.Event) -> None:
-        self.out = out
-        self.wake = wake
-        self.ended = threading.Event()  # the reply came, or the child died
-        self.reply: dict[str, Any] | None = None
+class Wake(threading.Event):
+    """``JobRun.wake`` while the job runs in a child: setting it also wakes the slot thread's poll.
 
-    def end(self) -> None:
-        self.ended.set()
-        self.wake.set()
+    Only the byte counts: the slot thread looks at ``JobRun.kill_reason`` on every wake-up and
+    never waits on the Event itself.
+    """
+
+    def __init__(self, sock: socket.socket) -> None:
+        super().__init__()
+        self._sock = sock
+
+    def set(self) -> None:
+        super().set()
+        with contextlib.suppress(OSError):  # full (a wake-up is pending anyway) or closed (job over)
+            self._sock.send(b"\0")
 
 
 class Child:
-    """One ``python -m jobbalancer.worker.child`` process and the thread reading its messages.
+    """One ``python -m jobbalancer.worker.child`` process, driven by the slot thread holding it.
+
+    Messages from the child are lines: ``1<JSON text>`` / ``2<JSON text>`` output on stdout /
+    stderr, ``R<JSON>`` the result of a call that returned, ``E<JSON text>`` the error of one that
+    raised (see :mod:`jobbalancer.worker.child`).
 
     Note: the child asks for SIGKILL when the *thread* that started it exits (PR_SET_PDEATHSIG
     is per thread), so children are started from the worker's long-lived job threads.
@@ -68,75 +83,114 @@ class Child:
         finally:
             os.close(job_r)
             os.close(msg_w)
-        self.exited = threading.Event()  # the process is gone and reaped
-        self._jobs = os.fdopen(job_w, "w", encoding="utf-8")
-        self._current: CallJob | None = None
-        self._lock = threading.Lock()
-        threading.Thread(target=self._read, args=(msg_r,), name=f"jb-child-{self.pid}", daemon=True).start()
+        self._jobs_fd = job_w
+        self._msgs_fd = msg_r
+        self._wake_r, self._wake_w = socket.socketpair()
+        self._wake_r.setblocking(False)
+        self._wake_w.setblocking(False)
+        self._wake = Wake(self._wake_w)
+        self._poll = select.poll()
+        self._poll.register(msg_r, select.POLLIN)
+        self._poll.register(self._wake_r.fileno(), select.POLLIN)
+        self._parts: list[bytes] = []  # an incomplete line, as read
+        self.eof = False  # the message pipe closed: the child is gone
+        self.ready = False  # the last read found data on the pipe
+        self.exited = threading.Event()  # the process is gone and reaped (set by kill and close)
+        self._closed = False
 
     @property
     def pid(self) -> int:
         return self.proc.pid
 
-    def send(self, job: CallJob, message: dict[str, Any]) -> None:
-        """Hand the child a job; if the child is gone, the job ends at once with no reply."""
-        with self._lock:
-            self._current = job
-            dead = self.exited.is_set()
-        if dead:
-            job.end()
-            return
+    def alive(self) -> bool:
+        return not self.eof and self.proc.poll() is None
+
+    def wake_for(self) -> Wake:
+        """A ``JobRun.wake`` that interrupts :meth:`read`; one per child, shared by its jobs in turn
+        (a late wake-up from a job that already ended only makes the next job look again)."""
+        return self._wake
+
+    def send(self, line: bytes) -> bool:
+        """Write one job line; False if the child is gone (the pipe is broken)."""
+        view = memoryview(line)
         try:
-            self._jobs.write(json.dumps(message) + "\n")
-            self._jobs.flush()
+            while view:
+                view = view[os.write(self._jobs_fd, view) :]
         except OSError:
-            pass  # it died just now; its reader ends the job when it sees the pipe close
+            return False
+        return True
+
+    def read(self, timeout_s: float | None) -> list[bytes] | None:
+        """Complete message lines, waiting up to ``timeout_s`` (None: until something happens).
+
+        Returns an empty list on a wake-up or a timeout, None once the child is gone.
+        """
+        if self.eof:
+            return None
+        timeout = None if timeout_s is None else max(0, int(timeout_s * 1000) + 1)
+        self.ready = False
+        for fd, _events in self._poll.poll(timeout):
+            if fd == self._msgs_fd:
+                self.ready = True
+            else:  # a wake-up (maybe a stale one, from a job that ended): its byte is read here
+                with contextlib.suppress(OSError):
+                    self._wake_r.recv(256)
+        if not self.ready:
+            return []
+        data = os.read(self._msgs_fd, _READ_BYTES)
+        if not data:
+            self.eof = True
+            return None
+        if b"\n" not in data:  # part of a long line (a big result): joined once it is whole
+            self._parts.append(data)
+            return []
+        if self._parts:
+            data = b"".join([*self._parts, data])
+            self._parts.clear()
+        lines = data.split(b"\n")
+        self._parts.append(lines.pop())
+        return lines
+
+    def drain(self) -> list[bytes]:
+        """Every complete line the pipe holds now, without waiting (after a kill)."""
+        lines: list[bytes] = []
+        while (more := self.read(0)) is not None:
+            lines += more
+            if not self.ready:
+                break
+        return lines
 
     def kill(self, grace_s: float) -> None:
         """Kill the child and everything its job started; returns once it is reaped."""
+        threading.Thread(target=self._reap, name=f"jb-child-{self.pid}", daemon=True).start()
         kill_tree(self.pid, grace_s, self.exited)
         self.exited.wait()
 
-    def close(self) -> None:
-        """Kill the child at once (it holds no job, or one being given up)."""
-        if not self.exited.is_set():
+    def terminate(self) -> None:
+        """SIGKILL the child (its slot sees the pipe close, then discards it)."""
+        if self.proc.poll() is None:
             signal_group(self.pid, signal.SIGKILL)
-            self.exited.wait()
-        with contextlib.suppress(OSError):  # a broken pipe: the child is gone, which is the point
-            self._jobs.close()
+
+    def close(self) -> None:
+        """Kill the child at once (it holds no job, or one being given up) and free its pipes."""
+        if self.proc.poll() is None:
+            signal_group(self.pid, signal.SIGKILL)
+        self._reap()
+        if not self._closed:
+            self._closed = True
+            for fd in (self._jobs_fd, self._msgs_fd):
+                with contextlib.suppress(OSError):
+                    os.close(fd)
+            self._wake_r.close()
+            self._wake_w.close()
 
     def how_it_died(self) -> str:
-        code = self.proc.returncode
+        code = self.proc.wait()
         return f"signal {-code}" if code < 0 else f"exit code {code}"
 
-    def _read(self, fd: int) -> None:
-        with os.fdopen(fd, encoding="utf-8", errors="replace") as messages:
-            for line in messages:
-                try:
-                    message = json.loads(line)
-                except ValueError:
-                    log.warning("worker child %d sent a line that is not JSON: %.200r", self.pid, line)
-                    continue
-                if isinstance(message, dict):
-                    self._dispatch(message)
+    def _reap(self) -> None:
         self.proc.wait()
-        with self._lock:
-            self.exited.set()
-            job, self._current = self._current, None
-        if job is not None:
-            job.end()
-
-    def _dispatch(self, message: dict[str, Any]) -> None:
-        job = self._current
-        if job is None:
-            return  # output from a thread a finished job left behind: nobody to give it to
-        if message.get("t") == "out":
-            job.out.write_text(2 if message.get("fd") == 2 else 1, str(message.get("d", "")))
-        elif message.get("t") == "done":
-            with self._lock:
-                self._current = None
-            job.reply = message
-            job.end()
+        self.exited.set()
 
 
 class CallPool:
@@ -156,11 +210,13 @@ class CallPool:
         with self._lock:
             if self._closed:
                 raise OSError("the worker is stopping")
-            while self._idle:
-                child = self._idle.pop()
-                if not child.exited.is_set():
-                    return child
-                self._live.discard(child)
+            child = self._idle.pop() if self._idle else None
+        while child is not None:
+            if child.alive():
+                return child
+            self.discard(child)  # it died while idle
+            with self._lock:
+                child = self._idle.pop() if self._idle else None
         child = Child(self._cwd, self._paths)
         self._guardian.watch(child.pid)
         with self._lock:
@@ -168,8 +224,9 @@ class CallPool:
         return child
 
     def release(self, child: Child) -> None:
+        """Back to the idle children: it just answered (no EOF), so it is alive."""
         with self._lock:
-            if not self._closed and not child.exited.is_set():
+            if not self._closed and not child.eof:
                 self._idle.append(child)
                 return
         self.discard(child)
@@ -181,14 +238,81 @@ class CallPool:
             self._live.discard(child)
 
     def close(self) -> None:
-        """Kill every child; the worker is stopping."""
+        """Kill every child; the worker is stopping. Busy ones are discarded by their slots."""
         with self._lock:
             self._closed = True
-            children, self._idle = list(self._live), []
-            self._live.clear()
-        for child in children:
+            idle, self._idle = self._idle, []
+            busy = self._live.difference(idle)
+            self._live = busy
+        for child in idle:
             child.close()
             self._guardian.forget(child.pid)
+        for child in busy:
+            child.terminate()
+
+
+class _Call:
+    """What came back from the child for the job running in it."""
+
+    __slots__ = ("ctx", "job_id", "out", "result", "error", "failed", "done")
+
+    def __init__(self, ctx: Context, job_id: str) -> None:
+        self.ctx = ctx
+        self.job_id = job_id
+        self.out: Output | None = None  # made on the first output: most calls print nothing
+        self.result = ""
+        self.error = ""
+        self.failed = False
+        self.done = False
+
+    def output(self) -> Output:
+        if self.out is None:
+            self.out = self.ctx.output(self.job_id)
+        return self.out
+
+    def output_text(self, fd: int) -> str:
+        if self.out is None:
+            return ""
+        return self.out.stdout if fd == 1 else self.out.stderr
+
+    def take(self, lines: list[bytes]) -> None:
+        for line in lines:
+            tag = line[:1]
+            try:
+                if tag == b"R":
+                    self.result, self.done = line[1:].decode("utf-8", "replace"), True
+                elif tag == b"E":
+                    self.error, self.failed, self.done = str(json.loads(line[1:])), True, True
+                elif tag in (b"1", b"2"):
+                    self.output().write_text(int(tag), str(json.loads(line[1:])))
+                else:
+                    raise ValueError("unknown message")
+            except ValueError:
+                log.warning("job %s: its worker child sent a line it should not: %.200r", self.job_id, line)
+
+
+def await_call(run: JobRun, child: Child, call: _Call) -> StopReason | None:
+    """Read the child's messages until the job ends, its watchdog expires or a kill is asked for.
+
+    Returns:
+        Why the job was killed, or None when it ended by itself (``call.done``, or the child died).
+    """
+    watchdog = run.assignment.watchdog_s
+    deadline = None if watchdog is None else run.started + watchdog
+    while True:
+        if deadline is not None and time.monotonic() >= deadline:
+            run.request_kill(StopReason.WATCHDOG)
+        reason = run.kill_reason
+        if reason is not None:
+            child.kill(call.ctx.settings().kill_grace)
+            call.take(child.drain())  # what it wrote before it died
+            return reason
+        lines = child.read(None if deadline is None else deadline - time.monotonic())
+        if lines is None:
+            return None
+        call.take(lines)
+        if call.done:
+            return None
 
 
 def run_call(run: JobRun, spec: Spec, ctx: Context, pool: CallPool) -> Outcome | None:
@@ -198,26 +322,26 @@ def run_call(run: JobRun, spec: Spec, ctx: Context, pool: CallPool) -> Outcome |
         The outcome to record, or None when the job was killed to be handed back.
     """
     job = run.assignment
-    out = ctx.output(job.id)
+    call = _Call(ctx, job.id)
     if run.kill_reason is not None:
-        return killed_outcome(run, run.kill_reason, out)
+        return killed_outcome(run, run.kill_reason, call.output())
     try:
         child = pool.acquire()
     except (OSError, subprocess.SubprocessError) as exc:
         return Outcome.failed(f"cannot start a worker child: {exc}")
-    call = CallJob(out, run.wake)
-    message = {"t": "job", "id": job.id, "attempt": job.attempt, "func": spec.func}
-    child.send(call, {**message, "args": list(spec.args), "kwargs": dict(spec.kwargs)})
-    reason = supervise(run, call.ended, lambda: child.kill(ctx.settings().kill_grace))
-    out.close()
-    if reason is not None or call.reply is None:
+    run.wake = child.wake_for()
+    message = [job.id, job.attempt, spec.func, list(spec.args), dict(spec.kwargs)]
+    sent = child.send(json.dumps(message).encode() + b"\n")
+    reason = await_call(run, child, call) if sent else None
+    if call.out is not None:
+        call.out.close()
+    if reason is not None or not call.done:
         pool.discard(child)
         if reason is not None:
-            return killed_outcome(run, reason, out)
-        code = child.proc.returncode
-        return Outcome.failed(f"worker child died ({child.how_it_died()})", 128 - code if code < 0 else code, out)
+            return killed_outcome(run, reason, call.output())
+        died, code = child.how_it_died(), child.proc.returncode
+        return Outcome.failed(f"worker child died ({died})", 128 - code if code < 0 else code, call.out)
     pool.release(child)
-    if call.reply.get("ok"):
-        result = json.dumps(call.reply.get("result"))
-        return Outcome(Status.SUCCEEDED, 0, result=result, stdout=out.stdout, stderr=out.stderr)
-    return Outcome.failed(utf8_safe(str(call.reply.get("error") or "the call failed")), 1, out)
+    if call.failed:
+        return Outcome.failed(utf8_safe(call.error or "the call failed"), 1, call.out)
+    return Outcome(Status.SUCCEEDED, 0, result=call.result, stdout=call.output_text(1), stderr=call.output_text(2))
