@@ -1,6 +1,6 @@
 """How evenly the built-in policies spread a steady stream, with a real balancer on a real Redis.
 
-Workers are simulated (``test_balancer.Sim``: real heartbeats, jobs started and completed with the
+Workers are simulated (``tests/integration/sim.py``: real heartbeats, jobs started and completed with the
 real ``start.lua``/``complete.lua``), so the test decides when each job ends: the same service
 time for every job, i.e. completions in the order of placement, which is what equal workers under
 a steady stream give. Outstanding jobs per worker are read atomically (one MULTI of ``XLEN``s)
@@ -18,7 +18,7 @@ import redis
 from jobbalancer.balancer import Balancer
 from jobbalancer.job import Status
 from tests.helpers import wait_for
-from tests.integration.test_balancer import Cluster, Sim, running_cluster
+from tests.integration.sim import Cluster, Sim, running_cluster
 
 
 @pytest.fixture
