@@ -17,6 +17,7 @@ from jobbalancer.errors import InvalidJob
 _DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?", re.IGNORECASE)
 _UNIT_S = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 DELAY_LIMIT_S = 100 * 365 * 86400  # a century: far enough, and inside what datetime and Redis scores hold
+LAST_EPOCH_S = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can hold
 
 
 @dataclass(frozen=True)
@@ -70,6 +71,8 @@ def aware(at: datetime | float) -> datetime:
         return (at if at.tzinfo else at.astimezone()).astimezone(UTC)
     if isinstance(at, int | float) and math.isfinite(at) and not isinstance(at, bool):
         try:
+            if at > LAST_EPOCH_S:
+                raise OverflowError
             return datetime.fromtimestamp(at, UTC)
         except (OverflowError, OSError, ValueError):  # past what datetime holds (year 9999)
             raise InvalidJob(f"at {at!r} is out of range: epoch seconds up to the year 9999") from None

@@ -16,9 +16,8 @@ from pydantic import AfterValidator, Field, PlainValidator, StringConstraints, W
 
 from jobbalancer.errors import InvalidJob
 from jobbalancer.job import ID_PATTERN
-from jobbalancer.schedule.when import DELAY_LIMIT_S, check_cron, parse_at
+from jobbalancer.schedule.when import DELAY_LIMIT_S, LAST_EPOCH_S, check_cron, parse_at
 
-LAST_EPOCH_S = 253402300799  # 9999-12-31T23:59:59Z, the last second datetime can hold
 DEPENDS_LIMIT = 1000
 _TWO_GIVEN = re.compile(r"^give one of delay, at and cron, not (\w+) and (\w+)")
 _ABOUT_DEPENDENCIES = ("a scheduled job cannot also wait", "depends on ", "cannot depend on ")
