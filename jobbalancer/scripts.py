@@ -7,6 +7,7 @@ of each ``.lua`` file.
 from __future__ import annotations
 
 import hashlib
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -36,18 +37,63 @@ NAMES = (
 )
 
 
+# A top-level statement of _lib.lua starts at column 0; the indented lines after it, and a closing
+# ``end``, ``}`` or ``)``, belong to it (comments too: they are never looked at).
+_STATEMENT = re.compile(r"^(?!end\b|else|until\b|--)[A-Za-z_]")
+_DEFINES = re.compile(r"^(?:local\s+function\s+(\w+)|local\s+([\w\s,]+?)\s*(?:=|$)|(\w+)\s*=\s*function\b)")
+_WORD = re.compile(r"[A-Za-z_]\w*")
+_STRING_OR_COMMENT = re.compile(r"""'(?:\\.|[^'\\\n])*'|"(?:\\.|[^"\\\n])*"|--[^\n]*""")
+
+
+def _statements(lib: str) -> list[tuple[set[str], str]]:
+    """_lib.lua as its top-level statements, each with the names it defines (none: always kept)."""
+    chunks: list[list[str]] = []
+    for line in lib.splitlines():
+        if _STATEMENT.match(line) or not chunks:
+            chunks.append([])
+        chunks[-1].append(line)
+    out = []
+    for lines in chunks:
+        found = _DEFINES.match(lines[0])
+        names = {n.strip() for n in ",".join(g for g in found.groups() if g).split(",")} if found else set()
+        out.append((names, "\n".join(lines)))
+    return out
+
+
+def _words(lua: str) -> set[str]:
+    """Every identifier in ``lua`` outside comments (strings included: an extra helper is harmless)."""
+    code = _STRING_OR_COMMENT.sub(lambda m: "" if m.group().startswith("--") else m.group(), lua)
+    return set(_WORD.findall(code))
+
+
+def _needed(statements: list[tuple[set[str], str]], script: str) -> list[str]:
+    """The statements ``script`` reaches, directly or through other helpers, in their order."""
+    wanted, todo = set(), _words(script)
+    while todo:
+        name = todo.pop()
+        if name in wanted:
+            continue
+        wanted.add(name)
+        for names, text in statements:
+            if name in names:
+                todo |= _words(text) - wanted
+    return [text for names, text in statements if not names or names & wanted]
+
+
 @cache
 def source(name: str) -> str:
-    """The full text of one script: the generated defaults, the helpers, then the script."""
+    """The full text of one script: the generated defaults, the helpers it uses, then the script.
+
+    The helpers run on every call (each ``local function`` is a closure made anew), so only those
+    the script reaches are included; the defaults are a function that builds their table only
+    when a script needs a setting that ``<p>:config`` does not hold.
+    """
     lua = resources.files("jobbalancer") / "lua"
     defaults = ", ".join(f'{key} = "{value}"' for key, value in Settings().to_hash().items())
-    return "\n".join(
-        [
-            f"local DEFAULTS = {{{defaults}}}",
-            (lua / "_lib.lua").read_text(),
-            (lua / f"{name}.lua").read_text(),
-        ]
-    )
+    statements = [({"DEFAULTS"}, f"local function DEFAULTS() return {{{defaults}}} end")]
+    statements += _statements((lua / "_lib.lua").read_text())
+    script = (lua / f"{name}.lua").read_text()
+    return "\n".join([*_needed(statements, script), script])
 
 
 class Scripts:

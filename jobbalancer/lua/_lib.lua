@@ -1,17 +1,29 @@
 -- Shared helpers, prepended to every script by jobbalancer/scripts.py (after a generated
--- DEFAULTS table). ARGV[1] is always the key prefix; key names follow jobbalancer/keys.py.
+-- DEFAULTS() function). ARGV[1] is always the key prefix; key names follow jobbalancer/keys.py.
 if redis.replicate_commands then redis.replicate_commands() end
 local P = ARGV[1]
 
--- Redis's clock: milliseconds (number) and epoch seconds (string with microseconds).
+-- Redis's clock: milliseconds (number) and epoch seconds (string with microseconds). Read once
+-- per script call: a script is atomic, so all it writes happens at one instant anyway.
+local now_ms, now_secs = nil, nil
 local function clock()
-  local t = redis.call('TIME')
-  return tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000), t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+  if not now_ms then
+    local t = redis.call('TIME')
+    now_ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+    now_secs = t[1] .. '.' .. string.format('%06d', tonumber(t[2]))
+  end
+  return now_ms, now_secs
 end
 
+-- A live setting (<p>:config, else the default), read once per script call.
+local settings = {}
 local function setting(name)
-  local v = redis.call('HGET', P .. ':config', name)
-  return tonumber(v) or tonumber(DEFAULTS[name])
+  local v = settings[name]
+  if v == nil then
+    v = tonumber(redis.call('HGET', P .. ':config', name)) or tonumber(DEFAULTS()[name])
+    settings[name] = v
+  end
+  return v
 end
 
 local function jobkey(id) return P .. ':job:' .. id end
@@ -21,23 +33,68 @@ local function lease_ok(token)
   return token == '' or redis.call('GET', P .. ':leader') == token
 end
 
+-- (Numbers given to redis.call are formatted with snprintf: constants are passed as strings.)
 local function event(id, status, worker)
-  redis.call('XADD', P .. ':events', 'MAXLEN', '~', 10000, '*', 'id', id, 'status', status, 'worker', worker or '')
+  redis.call('XADD', P .. ':events', 'MAXLEN', '~', '10000', '*', 'id', id, 'status', status, 'worker', worker or '')
 end
 
 local function dead(id, reason, raw)
   local _, secs = clock()
-  redis.call('XADD', P .. ':dead', 'MAXLEN', '~', 100000, '*', 'id', id or '', 'reason', reason, 'raw', raw or '', 'at', secs)
+  redis.call('XADD', P .. ':dead', 'MAXLEN', '~', '100000', '*', 'id', id or '', 'reason', reason, 'raw', raw or '', 'at', secs)
 end
 
--- Drop one entry of a worker's stream (ack in its group, then delete). The group may be gone
--- when the stream was reclaimed, hence pcall. A deleted entry is a freed slot: counted in
--- <p>:freed, which the balancer reads and clears each pass instead of every stream's length.
-local function drop_entry(worker, entry)
-  if entry and entry ~= '' then
-    redis.pcall('XACK', wstream(worker), 'worker', entry)
-    if redis.call('XDEL', wstream(worker), entry) == 1 then redis.call('HINCRBY', P .. ':freed', worker, 1) end
+-- Writes a batch of jobs (take.lua, complete.lua) makes once for all of them: between
+-- batch_begin() and batch_end(), drop_entry and the statistics collect here instead of writing
+-- at once (XACK and XDEL take many ids; HINCRBYs of one field add up). Every script that opens a
+-- batch ends it; others write as they go.
+local drops, stats_pending = nil, nil
+
+-- Ack entries of a worker's stream in its group, then delete them. The group may be gone when the
+-- stream was reclaimed, hence pcall. A deleted entry is a freed slot: counted in <p>:freed, which
+-- the balancer reads and clears each pass instead of every stream's length.
+local function drop_entries(worker, entries)
+  local stream = wstream(worker)
+  for s = 1, #entries, 1000 do  -- in slices: unpack's stack limit
+    local last = math.min(s + 999, #entries)
+    redis.pcall('XACK', stream, 'worker', unpack(entries, s, last))
+    local n = redis.call('XDEL', stream, unpack(entries, s, last))
+    if n > 0 then redis.call('HINCRBY', P .. ':freed', worker, n) end
   end
+end
+
+-- Drop one entry of a worker's stream (at once, or with its batch).
+local function drop_entry(worker, entry)
+  if not entry or entry == '' then return end
+  if not drops then return drop_entries(worker, {entry}) end
+  local list = drops[worker]
+  if not list then
+    list = {}
+    drops[worker] = list
+  end
+  list[#list + 1] = entry
+end
+
+-- Add n to a field of <p>:stats (at once, or with the batch).
+local function stats_add(field, n)
+  if stats_pending then
+    stats_pending[field] = (stats_pending[field] or 0) + n
+  else
+    redis.call('HINCRBY', P .. ':stats', field, n)
+  end
+end
+
+local function batch_begin() drops, stats_pending = {}, {} end
+
+-- Write what the batch collected so far; the batch stays open.
+local function batch_flush()
+  for worker, entries in pairs(drops) do drop_entries(worker, entries) end
+  for field, n in pairs(stats_pending) do redis.call('HINCRBY', P .. ':stats', field, n) end
+  drops, stats_pending = {}, {}
+end
+
+local function batch_end()
+  batch_flush()
+  drops, stats_pending = nil, nil
 end
 
 -- A freed slot or a newly waiting job wakes the balancer through a tick in its inbox. One tick
@@ -162,7 +219,7 @@ local function stats_finished(queue, status, started_at, secs)
   local field = (queue or '') .. '|' .. status .. '|'
   local start = tonumber(started_at)
   if not start then
-    redis.call('HINCRBY', P .. ':stats', field .. 'nr', 1)
+    stats_add(field .. 'nr', 1)
     return
   end
   local s = math.max(0, tonumber(secs) - start)
@@ -170,27 +227,31 @@ local function stats_finished(queue, status, started_at, secs)
   for _, bound in ipairs(DURATION_BUCKETS) do
     if s <= tonumber(bound) then le = bound break end
   end
-  redis.call('HINCRBY', P .. ':stats', field .. le, 1)
-  redis.call('HINCRBY', P .. ':stats', field .. 'ms', math.floor(s * 1000 + 0.5))
+  stats_add(field .. le, 1)
+  stats_add(field .. 'ms', math.floor(s * 1000 + 0.5))
 end
 -- Rare events, one field each: 'watchdog|<by>' (a job's watchdog killed it: by its worker, or by
 -- the balancer's overdue backstop) and 'reclaimed|<outcome>' (jobs taken back from a lost worker).
 local function stats_count(field, n)
-  if n > 0 then redis.call('HINCRBY', P .. ':stats', field, n) end
+  if n > 0 then stats_add(field, n) end
 end
 
 -- Record a terminal status with extra field/value pairs; start the record's TTL (the job's own
 -- result_ttl if it has one, -1 meaning keep it); wake waiters; settle its dependents.
-local function finish(id, status, ...)
+-- finish_row takes the record's FINISH_FIELDS already read (complete_job reads them with its own).
+local FINISH_FIELDS = {'worker', 'result_ttl', 'linked', 'queue', 'started_at', 'watchdog'}
+local finish
+local function finish_row(id, row, status, ...)
   local jk = jobkey(id)
   local _, secs = clock()
-  local worker, own_ttl, linked, queue, started = unpack(redis.call('HMGET', jk, 'worker', 'result_ttl', 'linked', 'queue', 'started_at'))
+  local worker, own_ttl, linked, queue, started, wd = row[1], row[2], row[3], row[4], row[5], row[6]
   stats_finished(queue, status, started, secs)
   local ttl = tonumber(own_ttl) or setting('result_ttl')
   redis.call('HSET', jk, 'status', status, 'finished_at', secs, ...)
   redis.call('HDEL', jk, 'wm', 'entry', 'cancel', 'seq', 'retry_at')
   if ttl >= 0 then redis.call('EXPIRE', jk, ttl) end
-  redis.call('ZREM', P .. ':deadlines', id)
+  -- only a job with a watchdog gets a deadline (start_job); overdue.lua drops strays anyway
+  if wd and wd ~= '' then redis.call('ZREM', P .. ':deadlines', id) end
   local out = jk .. ':out'
   if redis.call('EXISTS', out) == 1 then
     redis.call('XADD', out, '*', 'end', status)
@@ -198,6 +259,10 @@ local function finish(id, status, ...)
   end
   event(id, status, worker)
   if linked then settle_dependents(id, status, finish) end
+end
+
+finish = function(id, status, ...)
+  return finish_row(id, redis.call('HMGET', jobkey(id), unpack(FINISH_FIELDS)), status, ...)
 end
 
 -- A worker starts a job read from its stream, if the job is still its own at that attempt
@@ -225,12 +290,19 @@ end
 -- letters. Returns 1 recorded, 2 re-queued for a retry, 0 fenced out (nothing written). The caller
 -- then calls jobs_done once for all it recorded, which counts them and wakes the balancer.
 local OUTCOME_FIELDS = {'exit_code', 'error', 'result', 'stdout', 'stderr'}
+-- One HMGET for the fence and finish_row: FINISH_FIELDS first (worker is row[1]), then these. A
+-- field a record lacks costs a walk of the whole record: retries and failures (often absent) are
+-- read only for a failed attempt.
+local COMPLETE_FIELDS = {'worker', 'result_ttl', 'linked', 'queue', 'started_at', 'watchdog', 'status', 'attempts'}
 local function complete_job(me, id, attempt, entry, status, ...)
   local values = {...}
   local jk = jobkey(id)
   drop_entry(me, entry)
-  local st, w, att, retries, failures = unpack(redis.call('HMGET', jk, 'status', 'worker', 'attempts', 'retries', 'failures'))
+  local row = redis.call('HMGET', jk, unpack(COMPLETE_FIELDS))
+  local w, st, att = row[1], row[7], row[8]
   if not (w == me and att == attempt and (st == 'running' or st == 'assigned')) then return 0 end
+  local retries, failures = nil, nil
+  if status == 'failed' then retries, failures = unpack(redis.call('HMGET', jk, 'retries', 'failures')) end
   local extra = {}
   for i, name in ipairs(OUTCOME_FIELDS) do
     if values[i] and values[i] ~= '' then
@@ -244,7 +316,7 @@ local function complete_job(me, id, attempt, entry, status, ...)
     retry_later(id, n)
     return 2
   end
-  finish(id, status, unpack(extra))
+  finish_row(id, row, status, unpack(extra))
   if status == 'failed' then dead_if_spent(id, retries, values[2]) end
   if status == 'timed_out' then stats_count('watchdog|worker', 1) end  -- its worker's watchdog fired
   return 1

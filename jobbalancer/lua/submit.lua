@@ -39,26 +39,37 @@ for _, d in ipairs(deps) do
   end
 end
 local _, secs = clock()
-redis.call('HSET', jk, 'kind', ARGV[3], 'spec', ARGV[4], 'queue', ARGV[5], 'priority', ARGV[6],
-  'retries', ARGV[7], 'watchdog', ARGV[8], 'realtime', ARGV[9], 'status', 'queued', 'attempts', 0,
-  'created_at', secs)
-for name, value in pairs(extra.fields or {}) do redis.call('HSET', jk, name, value) end
+-- One HSET writes the whole record (status first: the field most reads look for), extra.fields
+-- after the standard ones, which they override.
+local fields = {'status', 'queued', 'attempts', '0', 'queue', ARGV[5],
+  'priority', ARGV[6], 'kind', ARGV[3], 'watchdog', ARGV[8], 'realtime', ARGV[9], 'retries', ARGV[7],
+  'created_at', secs, 'spec', ARGV[4]}
+local function add(name, value)
+  fields[#fields + 1] = name
+  fields[#fields + 1] = value
+end
+for name, value in pairs(extra.fields or {}) do add(name, value) end
 redis.call('ZADD', P .. ':jobs', secs, id)
 if extra.due_at then
-  redis.call('HSET', jk, 'status', 'scheduled', 'due_at', extra.due_at)
+  add('status', 'scheduled')  -- after extra.fields, as it always overrode them
+  add('due_at', extra.due_at)
+  redis.call('HSET', jk, unpack(fields))
   event(id, 'scheduled', '')
   return 1
 end
 event(id, 'queued', '')
 if #deps > 0 then
-  redis.call('HSET', jk, 'depends_on', table.concat(deps, ' '), 'after', extra.after or 'all')
+  add('depends_on', table.concat(deps, ' '))
+  add('after', extra.after or 'all')
 end
 if blocker then
+  redis.call('HSET', jk, unpack(fields))
   finish(id, 'cancelled', 'exit_code', 130, 'error', blocker)
   return 1
 end
 if #pending > 0 then
-  redis.call('HSET', jk, 'linked', 1)
+  add('linked', 1)
+  redis.call('HSET', jk, unpack(fields))
   for _, d in ipairs(pending) do
     redis.call('SADD', jk .. ':deps', d)
     redis.call('SADD', jobkey(d) .. ':dependents', id)
@@ -67,5 +78,6 @@ if #pending > 0 then
   return 1
 end
 -- the record names its inbox entry (ie), so the audit can tell when the entry was deleted
-redis.call('HSET', jk, 'ie', redis.call('XADD', P .. ':inbox', '*', 'id', id, 'queue', ARGV[5], 'priority', ARGV[6], 'realtime', ARGV[9]))
+add('ie', redis.call('XADD', P .. ':inbox', '*', 'id', id, 'queue', ARGV[5], 'priority', ARGV[6], 'realtime', ARGV[9]))
+redis.call('HSET', jk, unpack(fields))
 return 1

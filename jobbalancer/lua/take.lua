@@ -8,20 +8,28 @@
 -- Without outcomes a failed read raises (NOGROUP after a reclaim: the worker reopens its stream).
 local me = ARGV[2]
 local codes, done, recorded = {}, 0, 0
+batch_begin()  -- the entries dropped and the statistics are written once for the whole call
 for i = 4, #ARGV, 9 do
   local r = complete_job(me, unpack(ARGV, i, i + 8))
   codes[#codes + 1] = r
   if r > 0 then done = done + 1 end
   if r == 1 then recorded = recorded + 1 end
 end
+batch_flush()
 jobs_done(me, done, recorded)
 local out = {}
-if tonumber(ARGV[3]) < 1 then return {codes, out} end
+if tonumber(ARGV[3]) < 1 then
+  batch_end()
+  return {codes, out}
+end
 -- With outcomes recorded, a failed read (NOGROUP: the stream was reclaimed) must not hide their
 -- codes: it reads as nothing taken, and the worker's next plain take raises it.
 local read = #codes > 0 and redis.pcall or redis.call
 local reply = read('XREADGROUP', 'GROUP', 'worker', me, 'COUNT', ARGV[3], 'STREAMS', wstream(me), '>')
-if not reply or reply.err then return {codes, out} end
+if not reply or reply.err then
+  batch_end()
+  return {codes, out}
+end
 for _, e in ipairs(reply[1][2]) do
   local f = {}
   for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
@@ -33,4 +41,5 @@ for _, e in ipairs(reply[1][2]) do
     drop_entry(me, e[1])  -- names no job: nothing to run, and it must not hold a slot
   end
 end
+batch_end()
 return {codes, out}
