@@ -22,7 +22,23 @@ from jobbalancer.scripts import Scripts
 
 log = logging.getLogger("jobbalancer.balancer")
 
+ONE_BY_ONE = "dispatch failed on bad data (%s); applying the rest of the pass op by op"
 DISPATCH_CHUNK = 1000  # ops per script call: bounds how long one call holds Redis (a few ms)
+
+
+def encode_ops(ops: list[Op]) -> list[str]:
+    """The ops as ``dispatch.lua`` takes them: five strings each (its header), nothing to decode."""
+    flat: list[str] = []
+    add = flat.extend
+    for op in ops:
+        get, o = op.get, op["o"]
+        if o == "a":
+            add((o, op["id"], op["w"], get("e", ""), get("m", "")))
+        elif o == "d":
+            add((o, get("id", ""), op["why"], op["e"], op["raw"]))
+        else:  # w, r and x: the job (x has none) and its inbox entry
+            add((o, get("id", ""), "", op["e"], ""))
+    return flat
 
 
 def apply_ops(client: redis.Redis, scripts: Scripts, keys: Keys, token: str, ops: list[Op]) -> list[int]:
@@ -37,20 +53,22 @@ def apply_ops(client: redis.Redis, scripts: Scripts, keys: Keys, token: str, ops
     for start in range(0, len(ops), DISPATCH_CHUNK):
         chunk = ops[start : start + DISPATCH_CHUNK]
         try:
-            results += scripts.dispatch(keys.prefix, token, json.dumps(chunk))
+            results += scripts.dispatch(keys.prefix, token, *encode_ops(chunk))
         except redis.ResponseError as exc:
-            if not _about_data(exc):
+            if not about_data(exc):
                 raise
-            log.error("dispatch failed on bad data (%s); applying the rest of the pass op by op", exc)
-            results += _apply_one_by_one(client, scripts, keys, token, chunk)
+            log.error(ONE_BY_ONE, exc)
+            results += apply_one_by_one(client, scripts, keys, token, chunk)
     return results
 
 
-def _about_data(exc: redis.ResponseError) -> bool:
+def about_data(exc: redis.ResponseError) -> bool:
+    """Whether Redis refused a dispatch for one entry's data (then ``apply_one_by_one``)."""
     return "WRONGTYPE" in str(exc)
 
 
-def _apply_one_by_one(client: redis.Redis, scripts: Scripts, keys: Keys, token: str, ops: list[Op]) -> list[int]:
+def apply_one_by_one(client: redis.Redis, scripts: Scripts, keys: Keys, token: str, ops: list[Op]) -> list[int]:
+    """Apply the ops of a call that failed on bad data one by one, dead-lettering the entry at fault."""
     pipe = client.pipeline(transaction=False)
     for op in ops:
         pipe.xrange(keys.inbox, op.get("e") or "0-0", op.get("e") or "0-0", count=1)
@@ -65,14 +83,14 @@ def _apply_one_by_one(client: redis.Redis, scripts: Scripts, keys: Keys, token: 
 
 def _apply_alone(scripts: Scripts, keys: Keys, token: str, op: Op) -> int:
     try:
-        return int(scripts.dispatch(keys.prefix, token, json.dumps([op]))[0])
+        return int(scripts.dispatch(keys.prefix, token, *encode_ops([op]))[0])
     except redis.ResponseError as exc:
-        if not _about_data(exc) or not op.get("e"):
+        if not about_data(exc) or not op.get("e"):
             raise
         why = f"could not be placed: {exc}"
         dead = {"o": "d", "e": op["e"], "why": why, "raw": json.dumps(op, sort_keys=True)}
         if op.get("id"):
             dead["id"] = op["id"]
-        scripts.dispatch(keys.prefix, token, json.dumps([dead]))
+        scripts.dispatch(keys.prefix, token, *encode_ops([dead]))
         log.warning("inbox entry %s (job %s) dead-lettered: %s", op["e"], op.get("id"), why)
         return 0

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,11 +51,13 @@ def paced_prefetch(rate: float, setting: int) -> int:
 
 @dataclass(frozen=True)
 class Look:
-    """What one pass saw: Redis's clock (ms), the queues with waiting jobs, the config if due."""
+    """What one pass saw: Redis's clock (ms), the queues with waiting jobs, the config if due, and
+    the reply to the command ``look(first=...)`` queued ahead of the look (None without one)."""
 
     now_ms: int
     waitq: list[str]
     config: Mapping[str, str] | None
+    first: Any = None
 
 
 class Fleet:
@@ -83,11 +85,26 @@ class Fleet:
         self._since_ms = 0
         self._full_due = 0.0
 
-    def look(self, client: redis.Redis, config_due: bool, timeout_s: float) -> Look:
-        """Bring the picture up to date; ``timeout_s`` is the heartbeat timeout (older beats are dead)."""
-        full = time.monotonic() >= self._full_due
+    def look(
+        self,
+        client: redis.Redis,
+        config_due: bool,
+        timeout_s: float,
+        first: Callable[[Any], object] | None = None,
+        may_be_full: bool = True,
+    ) -> Look:
+        """Bring the picture up to date; ``timeout_s`` is the heartbeat timeout (older beats are dead).
+
+        ``first`` may queue one command on the look's MULTI ahead of it (the loop's inbox read,
+        when it would not block): one round trip for both. With ``may_be_full`` False the look
+        is not full even when one is due (the loop's look ahead of a dispatch still in flight,
+        which stream lengths would not include yet).
+        """
+        full = may_be_full and self.full_due
         known = list(self._facts)
         pipe = client.pipeline(transaction=True)
+        if first is not None:
+            first(pipe)
         pipe.time()
         pipe.smembers(self._keys.waitq)
         pipe.delete(self._keys.tick)  # this pass sees every freed slot so far: the next one may tick again
@@ -102,6 +119,7 @@ class Fleet:
         if config_due:
             pipe.hgetall(self._keys.config)
         replies = pipe.execute()
+        head = replies.pop(0) if first is not None else None
         secs, micros = replies[0]
         now_ms = int(secs) * 1000 + int(micros) // 1000
         beats: list[tuple[str, float]] = replies[5]
@@ -115,7 +133,7 @@ class Fleet:
         self._since_ms = now_ms
         self._beaten(client, beats)
         self._expire(now_ms - timeout_s * 1000)
-        return Look(now_ms, sorted(replies[1]), replies[-1] if config_due else None)
+        return Look(now_ms, sorted(replies[1]), replies[-1] if config_due else None, head)
 
     def _reread(self, known: list[str], lengths: Sequence[Any], beats: list[tuple[str, float]]) -> None:
         """A full look: every known worker's stream length, and who is registered now."""
@@ -195,6 +213,17 @@ class Fleet:
         if name in self._outstanding:
             self._outstanding[name] += 1
             self._dirty.add(name)
+
+    def unplaced(self, name: str) -> None:
+        """A job counted by ``placed`` was not placed after all (dispatch skipped it)."""
+        if name in self._outstanding:
+            self._outstanding[name] = max(0, self._outstanding[name] - 1)
+            self._dirty.add(name)
+
+    @property
+    def full_due(self) -> bool:
+        """Whether the next look is a full one (it reads every stream's length)."""
+        return time.monotonic() >= self._full_due
 
     def gone(self, name: str) -> None:
         """The worker left ``<p>:workers`` (dispatch said so): nothing more for it until it beats again."""

@@ -2,9 +2,14 @@
 
 One pass of the leader: renew the lease; read up to ``batch`` inbox entries; bring its picture of
 the live workers up to date (``fleet.py``: a cost that follows what changed, not the fleet's size)
-and read the heads of the waiting queues; decide every entry (``plan.py`` with the policy); apply
-it all with fenced ``dispatch.lua`` calls. About every half second (Redis clock) it also releases
-dead workers and times out jobs their worker did not stop (``reclaim.py``).
+and read the heads of the waiting queues (``waiting.py``); decide every entry (``plan.py`` with the
+policy); apply it all with fenced ``dispatch.lua`` calls. About every half second (Redis clock) it
+also releases dead workers and times out jobs their worker did not stop (``reclaim.py``).
+
+Under load, a big pass that moves nothing into or out of the waiting sets reads the next pass's
+entries and snapshot, then sends its dispatch without waiting (``inflight.py``): Redis applies it
+while the next pass is planned. A pass whose read did not block reads with its snapshot, in one
+round trip.
 
 Settings come from ``<p>:config`` and are re-read about once a second, so ``jb config set`` applies
 live. A Redis outage never ends the loop: it is logged once and retried with a growing pause.
@@ -12,6 +17,7 @@ live. A Redis outage never ends the loop: it is logged once and retried with a g
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -19,23 +25,25 @@ import threading
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import redis
 
-from jobbalancer.balancer.apply import apply_ops
+from jobbalancer.balancer.adopt import Adopter
 from jobbalancer.balancer.audit import Audit
 from jobbalancer.balancer.fleet import Fleet
+from jobbalancer.balancer.inflight import InFlight
 from jobbalancer.balancer.lease import DEFAULT_LEASE_MS, Lease
-from jobbalancer.balancer.plan import Head, Op, parse_head, plan_pass
+from jobbalancer.balancer.plan import Head, Op, plan_pass
 from jobbalancer.balancer.policies import JobView, LeastLoaded, Policy, WorkerView, check_policy, load_policy, ranking
-from jobbalancer.balancer.reclaim import Liveness, drop_stale_head, reclaim_dead_workers, time_out_overdue
+from jobbalancer.balancer.reclaim import Liveness, reclaim_dead_workers, time_out_overdue
 from jobbalancer.balancer.retries import requeue_due_retries
 from jobbalancer.balancer.steal import steal_for_idle
+from jobbalancer.balancer.waiting import drop_stale_head, read_heads
 from jobbalancer.config import Settings
 from jobbalancer.connection import connect, describe
-from jobbalancer.errors import InvalidSetting, RedisUnavailable
+from jobbalancer.errors import RedisUnavailable
 from jobbalancer.keys import INBOX_GROUP, Keys
 from jobbalancer.scripts import Scripts
 from jobbalancer.stats import Sampler
@@ -45,6 +53,7 @@ log = logging.getLogger("jobbalancer.balancer")
 
 DEFAULT_BATCH = 2000  # inbox entries per pass: big passes spread the per-pass costs thin under load
 READ_BLOCK_MS = 200  # idle wait on the inbox; never 0, which Redis reads as "forever"
+OVERLAP_FROM = 256  # inbox entries read: a pass this big is applied while the next one is planned
 CONFIG_EVERY_S = 1.0
 MAINTAIN_EVERY_MS = 500
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 0.1, 5.0
@@ -57,6 +66,7 @@ class Snapshot:
     now_ms: int
     workers: list[WorkerView]
     heads: dict[str, list[Head]]
+    read: list[Entry]  # inbox entries read with the snapshot (none unless asked)
 
 
 GONE = 2  # dispatch.lua: the worker left <p>:workers before the assignment; the job waits
@@ -118,9 +128,11 @@ class Balancer:
         self._busy = False
         self._turn = 0
         self._fleet = Fleet(self.keys)
+        self._inflight = InFlight(self._client, self._scripts, self.keys)
+        self._ahead: Snapshot | None = None  # the next pass's entries and snapshot, read already
         self._config_due = 0.0
         self._maintained_ms = 0
-        self._bad_settings: set[tuple[str, str]] = set()
+        self._adopter = Adopter(self.keys.config)
         self._outage_pause: float | None = None
         self._liveness = Liveness()  # no reclaim right after an outage: heartbeats could not land
         self._audit = Audit()  # re-queues jobs whose stream entry or waiting member was deleted
@@ -170,11 +182,14 @@ class Balancer:
         try:
             self._step()
         except redis.ResponseError as exc:
+            self._abandon()
             self._on_reply_error(exc)
             return
         except redis.AuthenticationError as exc:  # a ConnectionError to redis-py, but waiting will not help
+            self._abandon()
             raise RedisUnavailable(f"Redis at {self._describe_url()} refused the credentials: {exc}") from None
         except CONNECTION_ERRORS as exc:
+            self._abandon()
             self._on_outage(exc)
             return
         if self._outage_pause is not None:
@@ -200,6 +215,7 @@ class Balancer:
 
     def _take_over(self) -> None:
         """Start a term: make sure the group exists, then place what earlier terms read but left."""
+        self._abandon()  # whatever was in flight carries the old token: fenced out anyway
         if self._lease.token != self._term:
             log.info("balancer %s leads (lease %s)", self.name, self._lease.token)
         self._term, self._recover = self._lease.token, False
@@ -223,51 +239,90 @@ class Balancer:
 
     def _pass(self, claimed: Sequence[Entry] | None = None) -> bool:
         """One leader pass; return whether it did anything (then the next read does not block)."""
-        entries = self._read() if claimed is None else list(claimed)
-        snap = self._snapshot()
+        entries, snap = self._inputs(claimed)
         ops = plan_pass(entries, snap.workers, snap.heads, self._choose, self._turn, ranking(self._policy))
         self._turn += 1
-        results = self._dispatch(ops)
-        self._drop_stale_heads(ops, results, snap.heads)
-        if snap.now_ms - self._maintained_ms >= MAINTAIN_EVERY_MS:
+        for op in ops:  # counted now, taken back by _applied if the dispatch skips it
+            if op["o"] == "a":
+                self._fleet.placed(op["w"])
+        self._settle()  # the previous pass's dispatch, which Redis ran while this one was planned
+        maintain = snap.now_ms - self._maintained_ms >= MAINTAIN_EVERY_MS
+        overlap = claimed is None and not maintain and len(entries) >= OVERLAP_FROM and self._may_read_ahead(ops)
+        if overlap:
+            self._ahead = self._snapshot(read=True, ahead=True)
+        if ops:
+            self._inflight.send(self._token(), ops, snap.heads)
+        if overlap:
+            return True
+        results = self._settle()
+        if maintain:
             self._maintained_ms = snap.now_ms
             self._maintain(snap.now_ms)
             if steal_for_idle(self._scripts, self.keys, self._token(), snap.workers):
                 return True  # the jobs taken back are placed by the next pass, at once
         return bool(entries) or any(results)
 
+    def _inputs(self, claimed: Sequence[Entry] | None) -> tuple[list[Entry], Snapshot]:
+        """The pass's inbox entries and snapshot: read ahead by the last pass, or read now."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and claimed is None:  # read before the previous pass's dispatch ran
+            return ahead.read, ahead
+        self._settle()
+        if claimed is not None:
+            return list(claimed), self._snapshot()
+        if self._busy:  # a read that does not block goes with the snapshot: one round trip
+            snap = self._snapshot(read=True)
+            return snap.read, snap
+        entries = self._read()
+        return entries, self._snapshot()
+
+    def _may_read_ahead(self, ops: list[Op]) -> bool:
+        """Whether the next pass may read its entries and snapshot before these ops are applied.
+
+        Not when an op moves a job into or out of a waiting set (the next pass reads their heads),
+        nor when the fleet's next look is full (stream lengths must include these assignments).
+        """
+        return not self._fleet.full_due and all(op["o"] != "w" and "m" not in op for op in ops)
+
+    def _settle(self) -> list[int]:
+        """Wait for the dispatch in flight, if any, take in its results and return them."""
+        settled = self._inflight.settle()
+        if settled is None:
+            return []
+        self._applied(*settled)
+        return settled[1]
+
+    def _abandon(self) -> None:
+        """Drop what was read ahead and the dispatch in flight: after an error, or a new term."""
+        self._ahead = None
+        self._inflight.abandon()
+
     def _read(self) -> list[Entry]:
         reply: Any = self._client.xreadgroup(
-            INBOX_GROUP,
-            self.name,
-            {self.keys.inbox: ">"},
-            count=self.batch,
-            block=None if self._busy else READ_BLOCK_MS,
+            INBOX_GROUP, self.name, {self.keys.inbox: ">"}, count=self.batch, block=READ_BLOCK_MS
         )
         return list(reply[0][1]) if reply else []
 
-    def _snapshot(self) -> Snapshot:
-        """Redis time, the live workers and the waiting heads; the workers from ``fleet.py``."""
+    def _queue_read(self, pipe: Any) -> None:
+        pipe.xreadgroup(INBOX_GROUP, self.name, {self.keys.inbox: ">"}, count=self.batch)
+
+    def _snapshot(self, read: bool = False, ahead: bool = False) -> Snapshot:
+        """Redis time, the live workers and the waiting heads; the workers from ``fleet.py``.
+
+        With ``read``, the inbox is read (without blocking) in the same MULTI, ahead of the rest;
+        ``ahead`` says a dispatch is about to be sent that this snapshot will not include.
+        """
         config_due = time.monotonic() >= self._config_due
-        look = self._fleet.look(self._client, config_due, self._settings.heartbeat_timeout)
+        first = self._queue_read if read else None
+        timeout_s = self._settings.heartbeat_timeout
+        look = self._fleet.look(self._client, config_due, timeout_s, first, may_be_full=not ahead)
         if look.config is not None:
             self._config_due = time.monotonic() + CONFIG_EVERY_S
             self._apply_config(look.config)
         settings = self._settings
         workers = self._fleet.workers(settings.max_jobs_per_worker, settings.prefetch)
-        return Snapshot(look.now_ms, workers, self._heads(look.waitq, workers))
-
-    def _heads(self, queues: list[str], workers: list[WorkerView]) -> dict[str, list[Head]]:
-        """The first waiting jobs of each queue, as many as its workers have free slots."""
-        wanted = {q: sum(w.free for w in workers if q in w.queues and w.free > 0) for q in queues}
-        wanted = {q: n for q, n in wanted.items() if n > 0}
-        if not wanted:
-            return {}
-        pipe = self._client.pipeline(transaction=False)
-        for queue, n in wanted.items():
-            pipe.zrange(self.keys.waiting(queue), 0, n - 1, withscores=True)
-        replies = pipe.execute()
-        return {q: [parse_head(q, m, s) for m, s in rows] for q, rows in zip(wanted, replies, strict=True)}
+        entries = list(look.first[0][1]) if look.first else []
+        return Snapshot(look.now_ms, workers, read_heads(self._client, self.keys, look.waitq, workers), entries)
 
     def _choose(self, job: JobView, candidates: Sequence[WorkerView]) -> WorkerView:
         """The policy's choice; a policy that fails or answers off the list falls back to least-loaded."""
@@ -281,35 +336,29 @@ class Balancer:
             return self._fallback.choose(job, candidates)
         return chosen
 
-    def _dispatch(self, ops: list[Op]) -> list[int]:
-        """Apply the ops (``apply.py``), fenced by our token; a FENCED reply propagates."""
-        results = apply_ops(self._client, self._scripts, self.keys, self._token(), ops)
-        for op, applied in zip(ops, results, strict=True):
-            if applied == GONE:
-                self._fleet.gone(op["w"])
-            elif applied:
-                self._log_op(op)
-        return results
+    def _applied(self, ops: list[Op], results: list[int], heads: Mapping[str, list[Head]]) -> None:
+        """Take in a dispatch's results (``dispatch.lua``): count, correct the fleet, log.
 
-    def _log_op(self, op: Op) -> None:
-        if op["o"] == "a":
-            self.placed += 1
-            self._fleet.placed(op["w"])
-        elif op["o"] == "d":
-            log.warning("inbox entry %s dead-lettered: %s (raw %s)", op["e"], op["why"], op["raw"])
-        elif op["o"] == "r":
-            log.info("realtime job %s rejected: no worker had a free slot", op["id"])
-
-    def _drop_stale_heads(self, ops: list[Op], results: list[int], heads: Mapping[str, list[Head]]) -> None:
-        """Remove waiting members whose job has moved on, so a stale head cannot block its queue.
-
-        The scripts keep the waiting sets in step with the records; this guards against a set
-        edited by hand or a record that vanished.
+        A waiting member whose job had moved on is removed, so a stale head cannot block its queue
+        (the scripts keep the waiting sets in step with the records; this guards against a set
+        edited by hand or a record that vanished).
         """
-        queue_of = {head.member: queue for queue, rows in heads.items() for head in rows}
         for op, applied in zip(ops, results, strict=True):
-            if op["o"] == "a" and "m" in op and applied == 0:
-                drop_stale_head(self._client, self.keys, queue_of[op["m"]], op["id"], op["m"])
+            o = op["o"]
+            if o == "a":
+                if applied == 1:
+                    self.placed += 1
+                elif applied == GONE:
+                    self._fleet.gone(op["w"])
+                else:
+                    self._fleet.unplaced(op["w"])
+                    if "m" in op:
+                        queue = next(q for q, rows in heads.items() if any(h.member == op["m"] for h in rows))
+                        drop_stale_head(self._client, self.keys, queue, op["id"], op["m"])
+            elif applied and o == "d":
+                log.warning("inbox entry %s dead-lettered: %s (raw %s)", op["e"], op["why"], op["raw"])
+            elif applied and o == "r":
+                log.info("realtime job %s rejected: no worker had a free slot", op["id"])
 
     def _maintain(self, now_ms: int) -> None:
         token, settings = self._token(), self._settings
@@ -321,29 +370,9 @@ class Balancer:
         self._sampler.step(self._client, self.keys, now_ms)
 
     def _apply_config(self, raw: Mapping[str, str]) -> None:
-        """Adopt the config hash; a value that does not validate keeps the previous one, logged once."""
-        settings = Settings()
-        for name in Settings.names():
-            if name not in raw:
-                continue
-            try:
-                settings = settings.with_value(name, raw[name]).validate()
-            except InvalidSetting as exc:
-                self._warn_setting(name, raw[name], exc)
-                settings = replace(settings, **{name: getattr(self._settings, name)})
-        if settings.policy != self._settings.policy:
-            try:
-                self._policy = load_policy(settings.policy)
-                log.info("policy is now %r", settings.policy)
-            except InvalidSetting as exc:
-                self._warn_setting("policy", settings.policy, exc)
-                settings = replace(settings, policy=self._settings.policy)
-        self._settings = settings
-
-    def _warn_setting(self, name: str, text: str, exc: InvalidSetting) -> None:
-        if (name, text) not in self._bad_settings:
-            self._bad_settings.add((name, text))
-            log.warning("ignoring %s=%r in %s: %s", name, text, self.keys.config, exc)
+        self._settings, policy = self._adopter.adopt(raw, self._settings)
+        if policy is not None:
+            self._policy = policy
 
     def _token(self) -> str:
         """Our lease token for a fenced script; never '' (which the scripts read as "not fenced")."""
@@ -353,6 +382,7 @@ class Balancer:
         return token
 
     def _demote(self) -> None:
+        self._abandon()
         self._leading = False
         self._lease.forget()
         self.leading.clear()
@@ -362,8 +392,8 @@ class Balancer:
         if text.startswith("FENCED"):
             log.warning("balancer %s lost its lease mid-pass; its writes were refused (fenced)", self.name)
             self._demote()
-        elif text.startswith("NOGROUP"):
-            self._recover = True  # the inbox or its group was deleted: recreate both
+        elif "NOGROUP" in text:  # also as a MULTI's error, which redis-py prefixes with the command
+            self._recover = True  # the inbox or its group was deleted: recreate both (and re-read the fleet)
         else:
             log.error("Redis refused a command: %s", exc)
             self._recover = True
@@ -382,6 +412,9 @@ class Balancer:
         return describe(self._client)
 
     def _release(self) -> None:
+        with contextlib.suppress(redis.RedisError, OSError):
+            self._settle()  # the last pass's dispatch: take its results in before leaving
+        self._abandon()
         self._leading = False
         self.leading.clear()
         try:

@@ -178,16 +178,20 @@ class Plan:
             return self._pool(queue, self._ranked).free
         return sum(w.free for w in self.candidates(queue))
 
-    def _assign(self, job: JobView, chosen: WorkerView, source: Op) -> None:
+    def _assign(self, job: JobView, chosen: WorkerView, source: str, place: str) -> None:
+        """Assign ``job`` to ``chosen``; ``source`` is "e" (inbox entry ``place``) or "m" (waiting member)."""
+        name = chosen.name
         taken = chosen.with_outstanding(chosen.outstanding + 1)
-        self.workers[chosen.name] = taken
-        self._picks[chosen.name] = self._picks.get(chosen.name, 0) + 1
+        self.workers[name] = taken
+        picks = self._picks
+        picks[name] = picks.get(name, 0) + 1
+        pools = self._pools
         for queue in taken.queues:
-            pool = self._pools.get(queue)
+            pool = pools.get(queue)
             if pool is not None:
                 pool.update(taken)
-        self.last_pick = chosen.name
-        self.ops.append({"o": "a", "id": job.id, "w": chosen.name, **source})
+        self.last_pick = name
+        self.ops.append({"o": "a", "id": job.id, "w": name, source: place})
 
     def _best(self, job: JobView) -> WorkerView | None:
         if self._ranked is not None:
@@ -199,7 +203,7 @@ class Plan:
         """Start it on a worker with a slot free now, or reject it."""
         candidates = self.candidates(item.job.queue, now=True)
         if candidates:
-            self._assign(item.job, self._choose(item.job, candidates), {"e": item.entry})
+            self._assign(item.job, self._choose(item.job, candidates), "e", item.entry)
         else:
             self.ops.append({"o": "r", "id": item.job.id, "e": item.entry})
 
@@ -211,13 +215,16 @@ class Plan:
         ]
         ranked += [(-item.job.priority, 1, n, item) for n, item in enumerate(fresh)]
         ranked.sort(key=lambda row: row[:3])  # never reaches mixed types: waiting (0) vs new (1) differ first
+        best, assign, ops = self._best, self._assign, self.ops
         for n, (*_, item) in enumerate(ranked):
-            chosen = self._best(item.job) if n < free else None
+            chosen = best(item.job) if n < free else None
             if chosen is not None:
-                source = {"m": item.member} if isinstance(item, Head) else {"e": item.entry}
-                self._assign(item.job, chosen, source)
+                if isinstance(item, Head):
+                    assign(item.job, chosen, "m", item.member)
+                else:
+                    assign(item.job, chosen, "e", item.entry)
             elif isinstance(item, Inbound):
-                self.ops.append({"o": "w", "id": item.job.id, "e": item.entry})
+                ops.append({"o": "w", "id": item.job.id, "e": item.entry})
 
 
 def plan_pass(

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
 
 import redis
 
@@ -120,31 +119,3 @@ def time_out_overdue(
             log.warning("job %s ran past its watchdog and its worker did not stop it: recorded as timed out", job_id)
             done.append(job_id)
     return done
-
-
-def drop_stale_head(client: redis.Redis, keys: Keys, queue: str, job_id: str, member: str) -> bool:
-    """Remove a waiting member whose job has moved on, so a stale head cannot block its queue.
-
-    The scripts keep the waiting sets in step with the records; this guards against a set edited
-    by hand or a record that vanished. Checked and removed under WATCH, so a member that became
-    live again meanwhile stays. Returns whether it was removed.
-    """
-    job_key, waiting = keys.job(job_id), keys.waiting(queue)
-    stale = False
-
-    def remove(pipe: Any) -> None:
-        nonlocal stale
-        status, wm = pipe.hmget(job_key, "status", "wm")
-        stale = not (status == "queued" and wm == member)
-        if not stale:
-            return
-        last = pipe.zcard(waiting) <= 1 and pipe.zscore(waiting, member) is not None
-        pipe.multi()
-        pipe.zrem(waiting, member)
-        if last:
-            pipe.srem(keys.waitq, queue)
-
-    client.transaction(remove, job_key, waiting)
-    if stale:
-        log.warning("dropped stale waiting member %s of queue %s (its job is not waiting)", member, queue)
-    return stale

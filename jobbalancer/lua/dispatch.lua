@@ -1,10 +1,10 @@
 -- The balancer's decisions for one pass, applied atomically and fenced by its lease token.
--- ARGV: prefix, token, ops (JSON list). Each op:
---   {o="a", id, w, e?, m?}  assign job id to worker w (from inbox entry e, or waiting member m)
---   {o="w", id, e}          no slot now: move from the inbox to the waiting set
---   {o="r", id, e}          realtime job with no free slot: rejected
---   {o="d", id?, e, why, raw} unparsable inbox entry: dead-lettered
---   {o="x", e}              nothing to do for this inbox entry (a tick): drop it
+-- ARGV: prefix, token, then five strings per op (flat, so nothing is decoded: '' for a blank):
+--   a  id  w    e   m     assign job id to worker w (from inbox entry e, or else waiting member m)
+--   w  id  ''   e   ''    no slot now: move from the inbox to the waiting set
+--   r  id  ''   e   ''    realtime job with no free slot: rejected
+--   d  id  why  e   raw   unparsable inbox entry (id may be ''): dead-lettered
+--   x  ''  ''   e   ''    nothing to do for this inbox entry (a tick): drop it
 -- Every inbox entry named is acked after the ops, and the inbox trimmed up to the oldest entry
 -- still pending (or not yet read), so an acked entry is gone unless an older one is still pending
 -- (left by a term that ended mid-pass, until the next term places it). Returns one code per
@@ -13,7 +13,6 @@
 -- because worker w left <p>:workers (handed back, reclaimed) after the balancer looked: that job
 -- waits instead (a realtime one is rejected).
 if not lease_ok(ARGV[2]) then return redis.error_reply('FENCED lease lost') end
-local ops = cjson.decode(ARGV[3])
 local inbox = P .. ':inbox'
 local res, acks = {}, {}
 
@@ -23,64 +22,89 @@ local function registered_worker(w)
   return registered[w]
 end
 
+-- Members taken out of the waiting sets, per queue: removed together after the ops (one ZREM and
+-- one ZCARD per queue and call, not per job); the records drop their 'wm' at once, and every
+-- check of a job's place reads its record, so nothing in between can tell the difference.
+local taken, taken_queues = {}, {}
+
 -- One HMGET reads all an assignment needs; attempts is written back with the rest (no HINCRBY).
 local FIELDS = {'status', 'queue', 'priority', 'wm', 'attempts', 'kind', 'spec', 'watchdog', 'realtime'}
 
-local function assign(op, jk, f)
-  if f.wm then
-    waiting_rem(f.queue, f.wm)
+local function assign(id, w, jk, queue, wm, attempts, kind, spec, watchdog)
+  if wm then
+    local members = taken[queue]
+    if not members then
+      members = {}
+      taken[queue] = members
+      taken_queues[#taken_queues + 1] = queue
+    end
+    members[#members + 1] = wm
     redis.call('HDEL', jk, 'wm')
   end
-  local attempt = (tonumber(f.attempts) or 0) + 1
-  local entry = redis.call('XADD', wstream(op.w), '*', 'id', op.id, 'attempt', attempt,
-    'kind', f.kind, 'spec', f.spec, 'watchdog', f.watchdog or '')
-  redis.call('HSET', jk, 'status', 'assigned', 'worker', op.w, 'entry', entry, 'attempts', attempt)
-  event(op.id, 'assigned', op.w)
+  local attempt = (tonumber(attempts) or 0) + 1
+  local entry = redis.call('XADD', wstream(w), '*', 'id', id, 'attempt', attempt,
+    'kind', kind, 'spec', spec, 'watchdog', watchdog or '')
+  redis.call('HSET', jk, 'status', 'assigned', 'worker', w, 'entry', entry, 'attempts', attempt)
+  event(id, 'assigned', w)
 end
 
-local function place(op)
-  local jk = jobkey(op.id)
+local function unplaceable(o, id, w, e, m, err)
+  if e == '' then return end
+  if err then
+    local op = {o = o, id = id, e = e}
+    if w ~= '' then op.w = w end
+    if m ~= '' then op.m = m end
+    dead(id, 'could not be placed: ' .. err, cjson.encode(op))
+  else
+    dead(id, 'inbox entry names job ' .. id .. ', which has no record (never submitted, deleted or expired)', '')
+  end
+end
+
+local function place(o, id, w, e, m)
+  local jk = jobkey(id)
   local row = redis.pcall('HMGET', jk, unpack(FIELDS))
-  if row.err then  -- the job key holds something else: this entry can never be placed
-    if op.e then dead(op.id, 'could not be placed: ' .. row.err, cjson.encode(op)) end
+  if row.err or not row[1] then  -- not a hash (it can never be placed), or no record at all
+    unplaceable(o, id, w, e, m, row.err)
     return 0
   end
-  local f = {}
-  for i, name in ipairs(FIELDS) do f[name] = row[i] or nil end
-  if not f.status then
-    if op.e then
-      dead(op.id, 'inbox entry names job ' .. op.id .. ', which has no record (never submitted, deleted or expired)', '')
-    end
-    return 0
-  end
+  local status, queue, priority, wm, attempts, kind, spec, watchdog, realtime = unpack(row, 1, 9)
+  wm = wm or nil  -- a missing field comes as false
   -- queued with no waiting member means "in the inbox"; with one, "in the waiting set".
-  if f.status ~= 'queued' or (op.m or '') ~= (f.wm or '') then return 0 end
-  local gone = op.o == 'a' and not registered_worker(op.w)
-  if op.o == 'a' and not gone then
-    assign(op, jk, f)
+  if status ~= 'queued' or m ~= (wm or '') then return 0 end
+  local gone = o == 'a' and not registered_worker(w)
+  if o == 'a' and not gone then
+    assign(id, w, jk, queue, wm, attempts, kind, spec, watchdog)
     return 1
-  elseif gone and not f.wm and f.realtime == '1' then
-    finish(op.id, 'rejected', 'exit_code', 75, 'error', 'realtime job: its worker ' .. op.w .. ' left before it started')
-  elseif op.o == 'w' or (gone and not f.wm) then
-    local m = waiting_member(jk, op.id)
-    redis.call('HSET', jk, 'wm', m)
-    waiting_add(f.queue, m, f.priority)
-  elseif op.o == 'r' then
-    finish(op.id, 'rejected', 'exit_code', 75, 'error', 'realtime job: no worker of queue ' .. f.queue .. ' had a free slot')
+  elseif gone and not wm and realtime == '1' then
+    finish(id, 'rejected', 'exit_code', 75, 'error', 'realtime job: its worker ' .. w .. ' left before it started')
+  elseif o == 'w' or (gone and not wm) then
+    local member = waiting_member(jk, id)
+    redis.call('HSET', jk, 'wm', member)
+    waiting_add(queue, member, priority)
+  elseif o == 'r' then
+    finish(id, 'rejected', 'exit_code', 75, 'error', 'realtime job: no worker of queue ' .. queue .. ' had a free slot')
   end
   return gone and 2 or 1
 end
 
-for i, op in ipairs(ops) do
-  if op.o == 'd' then
-    dead(op.id, op.why, op.raw)
-    res[i] = 1
-  elseif op.o == 'x' then
-    res[i] = 0
+local n = 0
+for i = 3, #ARGV - 4, 5 do
+  local o, id, x, e, y = ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3], ARGV[i + 4]
+  n = n + 1
+  if o == 'd' then
+    dead(id, x, y)
+    res[n] = 1
+  elseif o == 'x' then
+    res[n] = 0
   else
-    res[i] = place(op)
+    res[n] = place(o, id, x, e, y)
   end
-  if op.e and op.e ~= '' then acks[#acks + 1] = op.e end
+  if e ~= '' then acks[#acks + 1] = e end
+end
+for _, queue in ipairs(taken_queues) do
+  local key, members = P .. ':waiting:' .. queue, taken[queue]
+  for s = 1, #members, 1000 do redis.call('ZREM', key, unpack(members, s, math.min(s + 999, #members))) end
+  if redis.call('ZCARD', key) == 0 then redis.call('SREM', P .. ':waitq', queue) end
 end
 -- Acked in slices (unpack's stack limit). A script error before this point (OOM) leaves every
 -- entry of the call pending: the next term re-reads them, and the ops already applied are skipped.

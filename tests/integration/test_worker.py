@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import signal
@@ -18,6 +17,7 @@ import psutil
 import pytest
 import redis
 
+from jobbalancer.balancer.apply import encode_ops
 from jobbalancer.job import Options, Record, Spec, Status, new_id, record_fields
 from jobbalancer.scripts import Scripts
 from jobbalancer.worker import Worker, WorkerError
@@ -63,7 +63,7 @@ def place(r: redis.Redis, prefix: str, worker: str, spec: Spec, watchdog: float 
     assert scripts.submit(prefix, job_id, *args) == 1
     entry = next(e for e, fields in r.xrange(f"{prefix}:inbox") if fields.get("id") == job_id)
     token = r.get(f"{prefix}:leader") or scripts.lease(prefix, "test", 600_000, "", "hold")
-    assert scripts.dispatch(prefix, token, json.dumps([{"o": "a", "id": job_id, "w": worker, "e": entry}])) == [1]
+    assert scripts.dispatch(prefix, token, *encode_ops([{"o": "a", "id": job_id, "w": worker, "e": entry}])) == [1]
     return job_id
 
 

@@ -4,7 +4,6 @@ what a user sees: every job recorded, started_at from its real start, its watchd
 from __future__ import annotations
 
 import contextlib
-import json
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -13,6 +12,7 @@ from typing import Any
 import pytest
 import redis
 
+from jobbalancer.balancer.apply import encode_ops
 from jobbalancer.job import Options, Record, Spec, Status, new_id, record_fields
 from jobbalancer.scripts import Scripts
 from jobbalancer.worker import Worker, slots
@@ -47,7 +47,7 @@ def place_all(r: redis.Redis, prefix: str, worker: str, jobs: list[tuple[Spec, O
     with contextlib.suppress(redis.ResponseError):  # a balancer creates its group on start; none runs here
         r.xgroup_create(f"{prefix}:inbox", "balancers", id="0", mkstream=True)
     token = scripts.lease(prefix, "test", 600_000, "", "hold")
-    assert scripts.dispatch(prefix, token, json.dumps(ops)) == [1] * len(ids)
+    assert scripts.dispatch(prefix, token, *encode_ops(ops)) == [1] * len(ids)
     return ids
 
 
