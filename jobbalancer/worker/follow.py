@@ -15,11 +15,11 @@ import contextlib
 import logging
 import os
 import select
-import subprocess
 import threading
 from dataclasses import dataclass, field
 
 from jobbalancer.worker.output import Output
+from jobbalancer.worker.spawn import Process
 
 log = logging.getLogger("jobbalancer.worker")
 
@@ -28,12 +28,12 @@ EXIT_POLL_S = 0.05  # how soon an exit is noticed where the kernel has no pidfd
 _READ_BYTES = 65536
 
 
-@dataclass
+@dataclass(eq=False)
 class Followed:
     """One command being followed. ``exited`` is set once it is reaped; ``drained`` once both of
     its pipes reached end of file (everything it and what it left behind wrote is in ``out``)."""
 
-    proc: subprocess.Popen[bytes]
+    proc: Process
     out: Output
     wake: threading.Event
     exited: threading.Event = field(default_factory=threading.Event)
@@ -52,16 +52,15 @@ class Follower:
         self._polled: list[Followed] = []  # commands without a pidfd: their exit is polled
         self._thread: threading.Thread | None = None
 
-    def follow(self, proc: subprocess.Popen[bytes], out: Output, wake: threading.Event) -> Followed:
-        """Start following a command just started with both pipes; ``wake`` is set on its exit."""
-        assert proc.stdout is not None and proc.stderr is not None
+    def follow(self, proc: Process, out: Output, wake: threading.Event) -> Followed:
+        """Start following a command just started; it owns its pipes now. ``wake`` is set on its exit."""
         job = Followed(proc, out, wake)
         try:
             job.pidfd = os.pidfd_open(proc.pid)
         except (OSError, AttributeError):  # no pidfd (an old kernel): the exit is polled
             job.pidfd = None
         with self._lock:
-            watched = [(proc.stdout.fileno(), 1), (proc.stderr.fileno(), 2)]
+            watched = [(proc.stdout, 1), (proc.stderr, 2)]
             if job.pidfd is None:
                 self._polled.append(job)
             else:
@@ -103,8 +102,9 @@ class Follower:
         except Exception:  # a bug here must not leave this job's slot, or any other, waiting forever
             log.exception("following command %d failed; its output may be incomplete", job.proc.pid)
             for pipe in (job.proc.stdout, job.proc.stderr):
-                if pipe is not None and not pipe.closed:
-                    self._drop(pipe.fileno())
+                if self._fds.get(pipe, (None, 0))[0] is job:  # not yet at end of file: still open
+                    self._drop(pipe)
+                    os.close(pipe)
             if job.pidfd is not None:
                 self._drop(job.pidfd)
                 os.close(job.pidfd)
@@ -128,13 +128,10 @@ class Follower:
             return
         job.out.end(role)
         self._drop(fd)
-        pipe = job.proc.stdout if role == 1 else job.proc.stderr
-        assert pipe is not None
-        pipe.close()
+        os.close(fd)
         job.open_pipes -= 1
         if not job.open_pipes:
-            job.drained.set()
-            job.wake.set()
+            job.drained.set()  # (no wake: the runner waits for ``drained`` itself, once it saw the exit)
 
     def _reap(self, job: Followed) -> None:
         job.proc.wait()

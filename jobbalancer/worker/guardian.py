@@ -135,11 +135,44 @@ class Guardian:
             cgroup.remove()
 
 
-def _remember(groups: dict[int, dict[int, psutil.Process]]) -> None:
+def _children_files() -> bool:
+    """True if the kernel lists each thread's children in ``/proc/<pid>/task/<tid>/children``."""
+    return os.path.exists(f"/proc/self/task/{threading.get_native_id()}/children")
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """The pids of every descendant of ``pid`` (none once it is gone), from the ``children`` files.
+
+    Reads one file per thread in the tree, where psutil reads every process on the host: the tree
+    of each job is looked at twice a second, and most trees are one process, or none any more.
+    """
+    found: list[int] = []
+    todo = [pid]
+    while todo:
+        parent = todo.pop()
+        try:
+            tids = os.listdir(f"/proc/{parent}/task")
+        except OSError:  # gone
+            continue
+        for tid in tids:
+            with contextlib.suppress(OSError), open(f"/proc/{parent}/task/{tid}/children", "rb") as file:
+                kids = [int(kid) for kid in file.read().split()]
+                found += kids
+                todo += kids
+    return found
+
+
+def _remember(groups: dict[int, dict[int, psutil.Process]], children_files: bool) -> None:
     for pgid, seen in groups.items():
-        with contextlib.suppress(psutil.Error):
-            for child in psutil.Process(pgid).children(recursive=True):
-                seen.setdefault(child.pid, child)
+        if not children_files:  # (an old or unusual kernel)
+            with contextlib.suppress(psutil.Error):
+                for child in psutil.Process(pgid).children(recursive=True):
+                    seen.setdefault(child.pid, child)
+            continue
+        for pid in descendant_pids(pgid):
+            if pid not in seen:
+                with contextlib.suppress(psutil.Error):  # gone meanwhile
+                    seen[pid] = psutil.Process(pid)
 
 
 def _remember_marked(groups: dict[int, dict[int, psutil.Process]]) -> None:
@@ -177,6 +210,7 @@ def guard(read_fd: int) -> None:
     cgroups: set[str] = set()
     pending = b""
     next_look = time.monotonic()
+    children_files = _children_files()
     with selectors.DefaultSelector() as selector:
         selector.register(read_fd, selectors.EVENT_READ)
         while True:
@@ -192,9 +226,9 @@ def guard(read_fd: int) -> None:
                 # worker's death is still seen within BATCH_S; the pipe holds thousands of messages.
                 time.sleep(BATCH_S)
             if groups and time.monotonic() >= next_look:
-                _remember(groups)
+                _remember(groups, children_files)
                 next_look = time.monotonic() + LOOK_EVERY_S
-    _remember(groups)  # the job leaders outlive the worker: their trees are still whole now
+    _remember(groups, children_files)  # the job leaders outlive the worker: their trees are still whole now
     _remember_marked(groups)
     for path in cgroups:  # first: cgroup.kill is one write per job, and fork-proof
         JobCgroup(Path(path)).kill()

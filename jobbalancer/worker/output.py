@@ -14,6 +14,7 @@ import redis
 log = logging.getLogger("jobbalancer.worker")
 
 OUT_MAXLEN = 10_000  # entries kept in an output stream (approximate trim)
+_UTF8 = codecs.getincrementaldecoder("utf-8")
 
 
 def utf8_safe(text: str) -> str:
@@ -63,7 +64,7 @@ class Output:
         self._client = client
         self._key = key
         self._tails = {1: Tail(cap_bytes), 2: Tail(cap_bytes)}
-        self._decoders = {fd: codecs.getincrementaldecoder("utf-8")("replace") for fd in (1, 2)}
+        self._decoders: dict[int, codecs.IncrementalDecoder] = {}  # made at a stream's first bytes: most have none
         self._closed = False
         self._warned = False
 
@@ -71,7 +72,10 @@ class Output:
         if self._closed:
             return
         self._tails[fd].add(data)
-        self._send(fd, self._decoders[fd].decode(data))
+        decoder = self._decoders.get(fd)
+        if decoder is None:
+            decoder = self._decoders[fd] = _UTF8("replace")
+        self._send(fd, decoder.decode(data))
 
     def write_text(self, fd: int, text: str) -> None:
         if self._closed:
@@ -82,8 +86,9 @@ class Output:
 
     def end(self, fd: int) -> None:
         """No more bytes on ``fd``: flush what the decoder held back (an incomplete character)."""
-        if not self._closed:
-            self._send(fd, self._decoders[fd].decode(b"", final=True))
+        decoder = self._decoders.get(fd)
+        if not self._closed and decoder is not None:
+            self._send(fd, decoder.decode(b"", final=True))
 
     def close(self) -> None:
         self._closed = True

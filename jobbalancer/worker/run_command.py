@@ -8,7 +8,6 @@ import logging
 import os
 import signal
 import subprocess
-import threading
 
 from jobbalancer.job import Spec, Status
 from jobbalancer.worker.cgroup import JobCgroup
@@ -16,6 +15,7 @@ from jobbalancer.worker.follow import FOLLOWER
 from jobbalancer.worker.kill import kill_tree, signal_group
 from jobbalancer.worker.output import Output
 from jobbalancer.worker.running import Context, JobRun, Outcome, killed_outcome, supervise
+from jobbalancer.worker.spawn import Process, job_environment, spawn
 
 # After the command exits, how long its output pipes may take to drain. Only a process that
 # escaped the job's group (setsid) and still holds a pipe makes this wait run out.
@@ -36,7 +36,7 @@ def run_command(run: JobRun, spec: Spec, ctx: Context) -> Outcome | None:
         return killed_outcome(run, run.kill_reason, out)
     if spec.cwd and not os.path.isdir(spec.cwd):
         return Outcome.failed(f"cannot start command: cwd {spec.cwd!r} does not exist on this worker")
-    env = {**os.environ, **spec.env, "JB_JOB_ID": job.id, "JB_ATTEMPT": job.attempt}
+    env = job_environment(spec.env, {"JB_JOB_ID": job.id, "JB_ATTEMPT": job.attempt})
     cgroup = ctx.guardian.cgroup_for(ctx.worker)  # None where the worker may not create cgroups
     try:
         proc = _start(spec, env, cgroup)
@@ -45,15 +45,15 @@ def run_command(run: JobRun, spec: Spec, ctx: Context) -> Outcome | None:
         return Outcome.failed(f"cannot start command: {exc}")
     ctx.guardian.watch(proc.pid)
     followed = FOLLOWER.follow(proc, out, run.wake)
-    exited, killed = followed.exited, threading.Event()
+    exited, killed = followed.exited, list[bool]()  # killed: not empty once kill() signalled it
 
     def kill() -> None:
-        if not _has_exited(proc.pid):  # else it ended by itself: only the follower has not seen it yet
-            killed.set()
+        if not proc.has_exited():  # else it ended by itself: only the follower has not seen it yet
+            killed.append(True)
             kill_tree(proc.pid, ctx.settings().kill_grace, exited, cgroup)
 
     reason = supervise(run, exited, kill)
-    if not killed.is_set():
+    if not killed:
         reason = None
     # A job is its process tree, and its cgroup: whatever the command left running goes with it,
     # also when it exited by itself (like systemd's KillMode=control-group, minus the SIGTERM).
@@ -66,38 +66,24 @@ def run_command(run: JobRun, spec: Spec, ctx: Context) -> Outcome | None:
     out.close()
     if reason is not None:
         return killed_outcome(run, reason, out)
+    assert proc.returncode is not None  # the follower reaped it before it set ``exited``
     return _exit_outcome(proc.returncode, out)
 
 
-def _start(spec: Spec, env: dict[str, str], cgroup: JobCgroup | None) -> subprocess.Popen[bytes]:
+def _start(spec: Spec, env: dict[bytes, bytes], cgroup: JobCgroup | None) -> Process:
     """Start the command in a session of its own and, when it has one, in its cgroup.
 
     A shell command's shell enters the cgroup itself (fast); a program run without a shell is put
     in it between fork and exec (``preexec_fn``, slower): see ``JobCgroup``.
     """
-    script = spec.command or ""
-    if cgroup is not None and not spec.argv:
-        script = cgroup.shell_prefix() + script
-    entering = cgroup.entering() if cgroup is not None and spec.argv else contextlib.nullcontext(None)
+    if not spec.argv:
+        script = spec.command or ""
+        if cgroup is not None:
+            script = cgroup.shell_prefix() + script
+        return spawn(["/bin/sh", "-c", script], env, spec.cwd or None)
+    entering = cgroup.entering() if cgroup is not None else contextlib.nullcontext(None)
     with entering as preexec:
-        return subprocess.Popen(
-            list(spec.argv) if spec.argv else ["/bin/sh", "-c", script],  # argv: no shell at all
-            cwd=spec.cwd or None,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            start_new_session=True,
-            preexec_fn=preexec,  # takes no lock, so safe with threads: see JobCgroup.entering
-        )
-
-
-def _has_exited(pid: int) -> bool:
-    """True if our child ``pid`` has exited (reaped or not; it is left for the follower to reap)."""
-    try:
-        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
-    except ChildProcessError:  # already reaped
-        return True
+        return spawn(list(spec.argv), env, spec.cwd or None, preexec)  # argv: no shell at all
 
 
 def _exit_outcome(code: int, out: Output) -> Outcome:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import subprocess
@@ -173,3 +174,29 @@ def test_the_guardian_reuses_emptied_cgroups_and_removes_them_when_it_closes(cgr
     finally:
         guardian.close()
     assert not first.path.exists() and not second.path.exists()
+
+
+def test_a_pooled_cgroup_rereads_its_files_through_two_kept_descriptors(cgroups: Cgroups) -> None:
+    def open_files() -> list[str]:
+        found = []
+        for fd in os.listdir("/proc/self/fd"):
+            with contextlib.suppress(FileNotFoundError):  # the listing's own descriptor, closed since
+                found.append(os.readlink(f"/proc/self/fd/{fd}"))
+        return sorted(found)
+
+    before = open_files()
+    cgroup = cgroups.create("unit")
+    assert cgroup is not None
+    try:
+        for _ in range(3):  # each round: a job that leaves a process behind, then one that does not
+            sleeper = subprocess.Popen(["/bin/sh", "-c", cgroup.shell_prefix() + "exec sleep 1000"])
+            wait_for(cgroup.populated, 5, what="the job in its cgroup")  # read anew, not a stale first read
+            assert cgroup.clear() == (1, True)
+            sleeper.wait(5)
+            subprocess.run(["/bin/sh", "-c", cgroup.shell_prefix() + "true"], check=True)
+            assert cgroup.clear() == (0, True)
+        kept = [name for name in open_files() if name not in before]
+        assert sorted(Path(name).name for name in kept) == ["cgroup.events", "cgroup.stat"]
+    finally:
+        assert cgroup.remove() == 0
+    assert open_files() == before  # removing it closed them

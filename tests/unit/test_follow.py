@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import subprocess
+import os
 import threading
 import time
 
@@ -11,13 +11,12 @@ import psutil
 
 from jobbalancer.worker.follow import FOLLOWER
 from jobbalancer.worker.output import Output
+from jobbalancer.worker.spawn import Process, spawn
 from tests.helpers import wait_for
 
 
-def start(script: str) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        ["/bin/sh", "-c", script], stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-    )
+def start(script: str) -> Process:
+    return spawn(["/bin/sh", "-c", script], dict(os.environ))
 
 
 def output(cap_bytes: int = 1_000_000) -> tuple[Output, fakeredis.FakeRedis]:
