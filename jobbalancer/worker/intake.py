@@ -2,8 +2,10 @@
 
 A mixin of :class:`jobbalancer.worker.loop.Worker` (whose main thread calls it): ``take.lua``
 reads and starts up to the free slots' worth of entries in one step; when the stream is empty,
-a blocking ``XREADGROUP`` and then ``start.lua``. After a lost reply it finds what it read but
-does not run. Each job taken goes to a slot thread (:mod:`jobbalancer.worker.slots`).
+a blocking ``XREADGROUP`` and then ``start.lua``. While the slots take short jobs in batches, a
+take gives a free slot up to a batch's worth too (never a second job while another slot has none).
+After a lost reply it finds what it read but does not run. The jobs taken go to slot threads
+(:mod:`jobbalancer.worker.slots`).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import logging
 from jobbalancer.keys import WORKER_GROUP, Keys
 from jobbalancer.worker.control import Blocking, stream_entries
 from jobbalancer.worker.running import Assignment
-from jobbalancer.worker.slots import Slots, taken
+from jobbalancer.worker.slots import Slots, share, taken
 
 log = logging.getLogger("jobbalancer.worker")
 
@@ -28,19 +30,25 @@ class Intake(Slots):
     _busy: int
     _reader: Blocking | None
 
-    def _take(self, count: int) -> bool:
-        """take.lua: read and start up to ``count`` waiting entries in one round trip.
+    def _take(self, free: int) -> bool:
+        """take.lua: read and start waiting entries for ``free`` slots in one round trip.
+
+        While the slots' jobs are short (they take batches: ``slots.next_take``), each free slot
+        gets up to a batch's worth too, so a refill after a slot found the stream empty costs a
+        round trip per batch rather than per job; the jobs go to as many slots as they can. After
+        a whole blocking read found nothing, refills start again at one job a slot.
 
         Returns whether it found any entry to run; when it finds none, the caller blocks on the stream.
         """
-        batch = taken(self._scripts.take(self.prefix, self.name, count)[1])
+        jobs = taken(self._scripts.take(self.prefix, self.name, free * max(1, self._want))[1])
+        batches = share(jobs, free)
         with self._cond:
             if self._stopping:
                 return True  # started but not run: release.lua hands them back
-            self._busy += len(batch)
-        for job in batch:
-            self._launch(job)
-        return bool(batch)
+            self._busy += len(batches)
+        for batch in batches:
+            self._launch(batch)
+        return bool(jobs)
 
     def _read_pending(self) -> list[Assignment]:
         """After a lost reply: the entries this worker read but is not running (they may be started).
@@ -60,26 +68,38 @@ class Intake(Slots):
             self._busy += len(batch)
         return batch
 
-    def _read(self, count: int) -> list[Assignment]:
-        """Read up to ``count`` new entries and take a slot for each."""
+    def _read(self, free: int) -> tuple[list[Assignment], int]:
+        """Wait for new entries and read up to ``free`` of them, taking a slot for each.
+
+        One a slot: each is started by a start.lua call of its own, while the slots' next takes
+        start any that follow inside one take.lua call, which costs Redis less.
+
+        Returns:
+            The entries, and the slots taken for them.
+        """
         assert self._reader is not None
         reply = self._reader.conn.xreadgroup(
-            WORKER_GROUP, self.name, {self.keys.worker_jobs(self.name): ">"}, count=count, block=READ_BLOCK_MS
+            WORKER_GROUP, self.name, {self.keys.worker_jobs(self.name): ">"}, count=free, block=READ_BLOCK_MS
         )
         batch = [Assignment.from_entry(entry, fields) for entry, fields in stream_entries(reply)]
+        if not batch:
+            self._want = 1  # idle for a whole block: what comes next may be long, start one by one
         with self._cond:
             if self._stopping:
-                return []  # not started: the entries stay in the stream and are handed back
-            self._busy += len(batch)
-        return batch
+                return [], 0  # not started: the entries stay in the stream and are handed back
+            held = min(free, len(batch))
+            self._busy += held
+        return batch, held
 
-    def _start(self, batch: list[Assignment], retry: bool) -> None:
-        """start.lua for a batch in one round trip; launch those that are still ours.
+    def _start(self, batch: list[Assignment], held: int, retry: bool) -> None:
+        """start.lua for a batch in one round trip; launch those that are still ours in the
+        ``held`` slots taken for them, and give back the slots left unused.
 
         On a retry the previous attempt may have run on the server with its answer lost: a job
         already running for this worker at this attempt is launched without starting it again.
         """
         if not batch:
+            self._free_slots(held)
             return
         started: set[str] = set()
         if retry:
@@ -94,9 +114,14 @@ class Intake(Slots):
         for job in todo:
             self._scripts.start(self.prefix, self.name, job.id, job.attempt, job.entry, client=pipe)
         answers = dict(zip((job.entry for job in todo), self._scripts.execute(pipe) if todo else [], strict=True))
+        ours: list[Assignment] = []
         for job in batch:
             if job.entry in started or int(answers[job.entry]) == 1:
-                self._launch(job)
+                ours.append(job)
             else:
                 log.info("job %s attempt %s: no longer ours (cancelled or taken back); skipped", job.id, job.attempt)
-                self._free_slots(1)
+        batches = share(ours, held)
+        for jobs in batches:
+            self._launch(jobs)
+        if len(batches) < held:
+            self._free_slots(held - len(batches))

@@ -110,6 +110,7 @@ class Worker(Intake):
         self._ran = False
         self._reader: Blocking | None = None
         self._recover = False  # a job thread lost a take's reply
+        self._want = 1  # jobs per slot in the slots' last batches (slots.next_take)
         facts = {"queues": ",".join(queues), "slots": str(concurrency), "started_at": f"{time.time():.6f}"}
         # The heartbeat's own, shorter timeout: cut off, the worker says so soon, and after the link
         # heals it beats on a new connection at once instead of at TCP's next retransmission.
@@ -267,6 +268,7 @@ class Worker(Intake):
 
     def _serve(self) -> None:
         unstarted: list[Assignment] = []  # read, slots taken, but start.lua's answer was lost
+        held = 0  # the slots taken for them
         reopen, recover, backoff = False, False, 0.0
         try:
             while True:
@@ -279,13 +281,16 @@ class Worker(Intake):
                         reopen = False
                     if recover or self._recover:  # a reply was lost: what did we read and not run?
                         self._recover = False
-                        unstarted, recover = self._read_pending(), False
+                        self._free_slots(held)  # what was unstarted is read again, with the rest
+                        unstarted, held = [], 0
+                        unstarted = self._read_pending()
+                        held, recover = len(unstarted), False
                     if unstarted:
-                        self._start(unstarted, retry=True)
+                        self._start(unstarted, held, retry=True)
                     elif not self._take(free):
-                        unstarted = self._read(free)
-                        self._start(unstarted, retry=False)
-                    unstarted, backoff = [], 0.0
+                        unstarted, held = self._read(free)
+                        self._start(unstarted, held, retry=False)
+                    unstarted, held, backoff = [], 0, 0.0
                 except redis.RedisError as exc:
                     # NOGROUP: a balancer reclaimed this worker while it stalled and deleted its stream.
                     # From take.lua the error reads "Error running script ...: NOGROUP ...", hence `in`.
@@ -293,7 +298,7 @@ class Worker(Intake):
                     recover = isinstance(exc, redis.ConnectionError | redis.TimeoutError)
                     backoff = self._back_off(exc, 0.0 if reopen else backoff)
         finally:
-            self._free_slots(len(unstarted))
+            self._free_slots(held)
 
     def _back_off(self, exc: redis.RedisError, backoff: float) -> float:
         """Wait a little longer each time Redis fails (up to MAX_BACKOFF_S), or until a stop."""

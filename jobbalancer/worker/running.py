@@ -44,18 +44,24 @@ class Assignment:
 
     @classmethod
     def from_entry(cls, entry: str, fields: Mapping[str, str]) -> Assignment:
-        try:
-            watchdog = float(fields.get("watchdog") or 0) or None
-        except ValueError:
-            watchdog = None
         return cls(
             entry=entry,
             id=fields.get("id", ""),
             attempt=fields.get("attempt", ""),
             kind=fields.get("kind", ""),
             spec=fields.get("spec", ""),
-            watchdog_s=watchdog,
+            watchdog_s=watchdog_s(fields.get("watchdog")),
         )
+
+
+def watchdog_s(field: str | None) -> float | None:
+    """An entry's ``watchdog`` field in seconds; None for none (empty, zero or not a number)."""
+    if not field:
+        return None
+    try:
+        return float(field) or None
+    except ValueError:
+        return None
 
 
 @dataclass(frozen=True)
@@ -92,21 +98,61 @@ class Context:
 
 
 class JobRun:
-    """A job attempt that holds a slot: its assignment, and a thread-safe way to ask for its end."""
+    """A job attempt that holds a slot: its assignment, and a thread-safe way to ask for its end.
+
+    Its Events are made when first needed: most no-op calls never wait on either, and a worker
+    makes one JobRun per job.
+    """
+
+    __slots__ = ("assignment", "started", "_wake", "_done", "_finished", "_reason", "_lock", "_begun", "_settled")
 
     def __init__(self, assignment: Assignment) -> None:
         self.assignment = assignment
-        self.wake = threading.Event()  # set on anything the runner must look at: exit, kill request
-        self.done = threading.Event()  # set when its slot is free again
         self.started = time.monotonic()
+        self._wake: threading.Event | None = None
+        self._done: threading.Event | None = None  # made only for a newer attempt that waits for this one
+        self._finished = False  # its slot is free again
         self._reason: StopReason | None = None
         self._lock = threading.Lock()
         self._begun = False  # its slot began running it
         self._settled = False  # ended before it began (cancelled while waiting in its batch)
 
     @property
+    def wake(self) -> threading.Event:
+        """Set on anything the runner must look at: exit, kill request. A runner may replace it."""
+        wake = self._wake
+        if wake is None:
+            with self._lock:
+                if self._wake is None:
+                    self._wake = threading.Event()
+                wake = self._wake
+        return wake
+
+    @wake.setter
+    def wake(self, event: threading.Event) -> None:
+        self._wake = event
+
+    @property
     def kill_reason(self) -> StopReason | None:
         return self._reason
+
+    def finish(self) -> None:
+        """Its slot is free again: a newer attempt of the job waiting in :meth:`wait_finished` may start."""
+        with self._lock:
+            self._finished = True
+            done = self._done
+        if done is not None:
+            done.set()
+
+    def wait_finished(self) -> None:
+        """Wait until :meth:`finish` was called."""
+        with self._lock:
+            if self._finished:
+                return
+            if self._done is None:
+                self._done = threading.Event()
+            done = self._done
+        done.wait()
 
     def begin(self) -> bool:
         """Its slot's turn to run it: False if it was settled meanwhile (then it must not run)."""

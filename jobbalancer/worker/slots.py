@@ -24,7 +24,7 @@ from jobbalancer.scripts import Scripts
 from jobbalancer.worker.recorder import Recorder, outcome_args, report
 from jobbalancer.worker.run_call import CallPool, run_call
 from jobbalancer.worker.run_command import run_command
-from jobbalancer.worker.running import Assignment, Context, JobRun, Outcome, StopReason
+from jobbalancer.worker.running import Assignment, Context, JobRun, Outcome, StopReason, watchdog_s
 
 log = logging.getLogger("jobbalancer.worker")
 
@@ -59,12 +59,30 @@ def decoded(kind: str, text: str) -> Spec:
     return Spec.decode(kind, text)
 
 
+def share(jobs: list[Assignment], slots: int) -> list[list[Assignment]]:
+    """``jobs`` in order, in at most ``slots`` batches whose sizes differ by at most one.
+
+    Every slot gets a job before any gets two: batches only hold what the free slots cannot.
+    """
+    n = min(slots, len(jobs))
+    if n <= 0:
+        return []
+    size, extra = divmod(len(jobs), n)
+    batches, i = [], 0
+    for k in range(n):
+        j = i + size + (1 if k < extra else 0)
+        batches.append(jobs[i:j])
+        i = j
+    return batches
+
+
 def taken(flat: list[Any]) -> list[Assignment]:
-    """The jobs in a take.lua reply (six fields each)."""
-    return [
-        Assignment.from_entry(flat[i], dict(zip(TAKE_FIELDS, flat[i + 1 : i + 6], strict=True)))
-        for i in range(0, len(flat), 6)
-    ]
+    """The jobs in a take.lua reply (six fields each: entry, then TAKE_FIELDS)."""
+    jobs = []
+    for i in range(0, len(flat) - 5, 6):
+        entry, job_id, attempt, kind, spec, watchdog = flat[i : i + 6]
+        jobs.append(Assignment(entry, job_id, attempt, kind, spec, watchdog_s(watchdog)))
+    return jobs
 
 
 class Slots:
@@ -82,22 +100,34 @@ class Slots:
     _recorder: Recorder
     _calls: CallPool
     _executor: ThreadPoolExecutor
+    _want: int  # jobs per slot the slots' last batches asked for: the main thread's refills follow it
 
     def _free_slots(self, n: int) -> None:
         """Give ``n`` slots back; the worker provides it."""
         raise NotImplementedError
 
-    def _launch(self, job: Assignment) -> None:
-        self._executor.submit(self._execute, [self._adopt(job)])
+    def _launch(self, jobs: list[Assignment]) -> None:
+        """A slot thread for ``jobs``: one job, or a batch started together."""
+        self._executor.submit(self._execute, self._adopt(jobs))
 
-    def _adopt(self, job: Assignment) -> Adopted:
-        run = JobRun(job)
+    def _adopt(self, jobs: list[Assignment], ended: list[Ended] | None = None) -> list[Adopted]:
+        """Enter ``jobs`` in the table of running jobs, after taking ``ended`` out of it (one lock)."""
+        adopted: list[Adopted] = [(JobRun(job), None) for job in jobs]
+        superseded: list[JobRun] = []
         with self._cond:
-            previous = self._running.get(job.id)
-            self._running[job.id] = run
-        if previous is not None:  # a newer attempt of a job still running here: the old one is stale
+            running = self._running
+            for run, _outcome in ended or ():
+                if running.get(run.assignment.id) is run:
+                    del running[run.assignment.id]
+            for i, (run, _none) in enumerate(adopted):
+                previous = running.get(run.assignment.id)
+                running[run.assignment.id] = run
+                if previous is not None:
+                    adopted[i] = (run, previous)
+                    superseded.append(previous)
+        for previous in superseded:  # a newer attempt of a job still running here: the old one is stale
             previous.request_kill(StopReason.SUPERSEDED)
-        return run, previous
+        return adopted
 
     # -- running jobs --------------------------------------------------------------------------
 
@@ -109,7 +139,7 @@ class Slots:
         a busy slot to one round trip between batches. A batch is one job unless the slot's
         recent jobs were short: then it doubles, up to MAX_TAKE (see :func:`next_take`).
         """
-        want = 1
+        want = len(batch)
         while batch:
             began = stamped = time.monotonic()
             ended: list[Ended] = []
@@ -118,8 +148,8 @@ class Slots:
                     self._restamp([later for later, _previous in batch[i:]])
                     stamped = time.monotonic()
                 ended.append((run, self._attempt(run, previous)))
-                run.done.set()  # its process is gone: a newer attempt of the job may start
-            want = next_take(want, (time.monotonic() - began) / len(batch))
+                run.finish()  # its process is gone: a newer attempt of the job may start
+            want = self._want = next_take(want, (time.monotonic() - began) / len(batch))
             batch = self._after(ended, want)
 
     def _restamp(self, runs: list[JobRun]) -> None:
@@ -144,7 +174,7 @@ class Slots:
             return None  # cancelled while it waited in its batch: already recorded
         try:
             if previous is not None:
-                previous.done.wait()
+                previous.wait_finished()
             run.started = time.monotonic()  # its watchdog counts from here, also in a batch
             log.debug("job %s attempt %s: started", job.id, job.attempt)
             outcome = self._run(run)
@@ -161,24 +191,19 @@ class Slots:
         The runs stay in the table of running jobs until their outcomes are written or handed to
         the recorder, so that recovering after a lost reply never mistakes them for unstarted.
         """
-        with self._cond:
-            taking = not self._stopping
         outcomes = [(run.assignment, outcome) for run, outcome in ended if outcome is not None]
         following: list[Assignment] = []
         try:
-            if taking:
+            if not self._stopping:  # a plain read: a stop that comes just after is seen by the next batch
                 following = self._record_and_take(outcomes, want)
             else:
                 for job, outcome in outcomes:
                     self._recorder.record(job, outcome)
         finally:
-            with self._cond:
-                for run, _outcome in ended:
-                    if self._running.get(run.assignment.id) is run:
-                        del self._running[run.assignment.id]
+            adopted = self._adopt(following, ended)
             if not following:
                 self._free_slots(1)
-        return [self._adopt(job) for job in following]
+        return adopted
 
     def _record_and_take(self, outcomes: list[tuple[Assignment, Outcome]], want: int) -> list[Assignment]:
         args: list[str] = []

@@ -45,6 +45,22 @@ def test_supervise_kills_on_the_watchdog_or_a_request(watchdog_s, cancel_after_s
     assert kills == [1] and run.kill_reason is reason
 
 
+def test_a_newer_attempt_waits_until_the_superseded_one_has_freed_its_slot() -> None:
+    old, started = job_run(), threading.Event()
+    old.request_kill(StopReason.SUPERSEDED)
+
+    def newer() -> None:
+        old.wait_finished()
+        started.set()
+
+    threading.Thread(target=newer, daemon=True).start()
+    assert not started.wait(0.1)  # the old attempt still holds its slot
+    old.finish()
+    assert started.wait(5)
+    old.wait_finished()  # once finished, waiting returns at once
+    assert old.kill_reason is StopReason.SUPERSEDED
+
+
 def test_kill_tree_uses_sigkill_when_the_job_ignores_sigterm() -> None:
     proc = subprocess.Popen(["/bin/sh", "-c", "trap '' TERM; sleep 1000 & wait"], start_new_session=True)
     exited = threading.Event()
