@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, NamedTuple
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
 
 import redis
 
@@ -21,36 +20,25 @@ from jobbalancer.errors import (
     JobStateError,
     JobTimedOut,
     NoSuchJob,
-    WaitTimeout,
 )
-from jobbalancer.job import TERMINAL, Kind, Options, Record, Spec, Status, check_submitted, new_id, submit_argv
+from jobbalancer.job import TERMINAL, Kind, Options, Record, Spec, Status, check_submitted, new_id, options_argv
 from jobbalancer.keys import Keys
-from jobbalancer.schedule.when import When, make_when
+from jobbalancer.options import make_options, split_options
+from jobbalancer.schedule.when import When
 from jobbalancer.scripts import Scripts
 from jobbalancer.scripts_store import ScriptStore
 from jobbalancer.views import Views
+from jobbalancer.watch import Chunk as Chunk
+from jobbalancer.watch import Output as Output
+from jobbalancer.watch import Watching
 
-FOLLOW_BLOCK_MS = 1000
+Prepared = tuple[str | None, list[str]]  # a job's own id if it has one, and submit.lua's ARGV after the spec
 OUTCOME_ERRORS = {
     Status.FAILED: JobFailed,
     Status.TIMED_OUT: JobTimedOut,
     Status.CANCELLED: JobCancelled,
     Status.REJECTED: JobRejected,
 }
-
-
-class Output(NamedTuple):
-    """A job's captured output (the capped tails once it has finished)."""
-
-    stdout: str
-    stderr: str
-
-
-class Chunk(NamedTuple):
-    """One piece of live output: ``fd`` 1 for stdout, 2 for stderr."""
-
-    fd: int
-    data: str
 
 
 class Job:
@@ -97,7 +85,7 @@ class Job:
         return self.client.cancel(self.id)
 
 
-class Client(Views):
+class Client(Watching, Views):
     """Talks to one jobbalancer cluster: a Redis URL and a key prefix.
 
     Args:
@@ -142,7 +130,7 @@ class Client(Views):
         env: Mapping[str, str] | None = None,
         **options: Any,
     ) -> Job:
-        """Submit a shell command (run with ``/bin/sh -c``); options as in :func:`make_options`.
+        """Submit a shell command (run with ``/bin/sh -c``); options as in :func:`~jobbalancer.options.make_options`.
 
         A list instead of a string is a program and its arguments, run without a shell: in
         ``["echo", "x; touch /tmp/pwned"]`` the second item stays one literal argument.
@@ -201,109 +189,43 @@ class Client(Views):
         jobs: list[Job] = []
         pipe = self.redis.pipeline(transaction=False)
         extra = {"fields": dict(fields)} if fields else None
+        prepared: dict[tuple[Any, ...], Prepared] = {}
         for spec, given in items:
-            options = self._rules.prepare(spec, given)
-            job_id = options.id or new_id()
-            self.scripts.submit(self.prefix, *submit_argv(job_id, spec, options, extra), client=pipe)
+            encoded = spec.encode()
+            self._rules.check_spec(encoded)
+            job_id, tail = self._prepared(given, extra, prepared)
+            job_id = job_id or new_id()
+            self.scripts.submit(self.prefix, job_id, spec.kind.value, encoded, *tail, client=pipe)
             jobs.append(Job(self, job_id))
         for job, reply in zip(jobs, self.scripts.execute(pipe), strict=True):
             check_submitted(job.id, reply)  # an unknown dependency: that one job was refused, the rest stand
         self.replicas.confirm(self.redis, self.keys, [job.id for job in jobs])
         return jobs
 
+    def _prepared(
+        self, given: Options, extra: Mapping[str, Any] | None, cache: dict[tuple[Any, ...], Prepared]
+    ) -> Prepared:
+        """The job's own id (if it has one) and ``submit.lua``'s ARGV after the spec, for these options.
+
+        That ARGV depends on the options alone, so one batch builds it once per distinct options.
+        Equal options are the same options, but for numbers of another type (``retries=1.0``
+        equals ``1``, and fails validation): the types of those are part of the key.
+        """
+        key = (given, type(given.retries), type(given.priority), type(given.backoff_s), type(given.backoff_max_s))
+        try:
+            found = cache.get(key)
+        except TypeError:  # something unhashable, such as depends_on given as a list: build it each time
+            options = self._rules.with_defaults(given).validated()
+            return options.id, options_argv(options, extra)
+        if found is None:
+            options = self._rules.with_defaults(given).validated()
+            found = cache[key] = (options.id, options_argv(options, extra))
+        return found
+
     # -- reading ------------------------------------------------------------------------------
 
     def job(self, job_id: str) -> Job:
         return Job(self, job_id)
-
-    def record(self, job_id: str) -> Record:
-        raw: Any = self.redis.hgetall(self.keys.job(job_id))  # decoded replies: dict[str, str]
-        if not raw:
-            raise NoSuchJob(job_id)
-        return Record.from_hash(job_id, raw)
-
-    def wait(self, job_id: str, timeout: float | None = None) -> Record:
-        """Block until the job is finished; wakes on the end marker of its output stream."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        record = self.record(job_id)
-        if record.finished:
-            return record
-        last, record = self._announce_waiter(job_id)
-        while not record.finished:
-            block_ms = FOLLOW_BLOCK_MS if deadline is None else int((deadline - time.monotonic()) * 1000)
-            if block_ms <= 0:
-                raise WaitTimeout(f"job {job_id} still {record.status.value} after {timeout}s")
-            entries = self._read_output(job_id, last, block_ms)
-            if entries:
-                last = entries[-1][0]
-            if not entries or any("end" in fields for _id, fields in entries):
-                record = self.record(job_id)
-        return record
-
-    def follow(self, job_id: str) -> Iterator[Chunk]:
-        """Yield the job's output as it is produced, until the job finishes.
-
-        A job already finished yields its recorded stdout and stderr tails.
-        """
-        record = self.record(job_id)
-        if not record.finished:
-            _marker, record = self._announce_waiter(job_id)
-        if record.finished:
-            yield from _record_chunks(record)
-            return
-        last = "0"
-        while True:
-            entries = self._read_output(job_id, last, FOLLOW_BLOCK_MS)
-            for entry_id, fields in entries:
-                last = entry_id
-                if "end" in fields:
-                    return
-                if "fd" in fields:
-                    yield Chunk(int(fields["fd"]), fields.get("data", ""))
-            if not entries and self.record(job_id).finished:
-                return
-
-    def output(self, job_id: str) -> Output:
-        """The job's output: the recorded tails once finished, the live chunks so far before."""
-        record = self.record(job_id)
-        if record.finished:
-            return Output(record.stdout, record.stderr)
-        parts: dict[int, list[str]] = {1: [], 2: []}
-        entries: Any = self.redis.xrange(self.keys.output(job_id))
-        for _entry_id, fields in entries:
-            if "fd" in fields:
-                parts.setdefault(int(fields["fd"]), []).append(fields.get("data", ""))
-        return Output("".join(parts[1]), "".join(parts[2]))
-
-    def _announce_waiter(self, job_id: str) -> tuple[str, Record]:
-        """Make sure the job's output stream exists, so whatever finishes the job writes its end marker.
-
-        Returns the marker's stream id and the record as it stood after the marker was written. A
-        read-only user (``dashboard`` in conf/acl) cannot write the marker: it gets ``0-0``, reads
-        the output from its start, and its loops look at the record once per FOLLOW_BLOCK_MS.
-        """
-        out, key = self.keys.output(job_id), self.keys.job(job_id)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xadd(out, {"waiter": "1"})
-        pipe.hgetall(key)
-        pipe.ttl(key)
-        marker, raw, ttl_s = pipe.execute(raise_on_error=False)
-        wrote = not isinstance(marker, redis.exceptions.NoPermissionError)
-        for reply in (marker, raw, ttl_s) if wrote else (raw, ttl_s):
-            if isinstance(reply, Exception):
-                raise reply
-        if not raw:
-            if wrote:
-                self.redis.delete(out)
-            raise NoSuchJob(job_id)
-        record = Record.from_hash(job_id, raw)
-        if wrote and record.finished and ttl_s > 0:  # it finished just before the marker: let the stream expire with it
-            self.redis.expire(out, ttl_s)
-        return str(marker) if wrote else "0-0", record
-
-    def _read_output(self, job_id: str, after: str, block_ms: int) -> list[tuple[str, dict[str, str]]]:
-        reply: Any = self.redis.xread({self.keys.output(job_id): after}, block=max(1, block_ms), count=1000)
-        return list(reply[0][1]) if reply else []
 
     # -- acting on jobs -----------------------------------------------------------------------
 
@@ -365,54 +287,6 @@ class Client(Views):
             return False
         self.redis.xadd(self.keys.worker_ctl(worker), {"op": "drain" if drain else "resume"}, maxlen=1000)
         return True
-
-
-def make_options(
-    *,
-    watchdog: float | None = None,
-    realtime: bool = False,
-    queue: str = "default",
-    retries: int | None = None,
-    id: str | None = None,  # noqa: A002 - the option is called id everywhere (CLI, API, record)
-    priority: int = 0,
-    depends_on: str | Job | Iterable[str | Job] = (),
-    after_any: bool = False,
-    backoff: float | None = None,
-    backoff_max: float = 300.0,
-) -> Options:
-    """Options from keyword arguments. ``depends_on``: job ids (or ``Job`` handles) to run after,
-    once all have succeeded; with ``after_any``, once all have finished however they ended.
-    ``backoff``: seconds before the first retry, doubling for each next one up to ``backoff_max``,
-    with jitter (a retry waits between half and all of that). ``retries`` not given (None): the
-    queue's default (``jb retries QUEUE``), else 0; an explicit 0 means none, whatever the queue says.
-    ``backoff`` not given (None) takes the queue's backoff and backoff_max the same way."""
-    deps = [depends_on] if isinstance(depends_on, str | Job) else list(depends_on)
-    return Options(
-        watchdog_s=watchdog,
-        realtime=realtime,
-        queue=queue,
-        retries=retries,
-        priority=priority,
-        id=id,
-        depends_on=tuple(dep.id if isinstance(dep, Job) else dep for dep in deps),
-        after_any=after_any,
-        backoff_s=backoff,
-        backoff_max_s=backoff_max,
-    )
-
-
-def split_options(options: Mapping[str, Any]) -> tuple[Options, When | None]:
-    """``submit``'s keyword options: the job's :class:`Options`, and when to run it if scheduled."""
-    rest = dict(options)
-    when = make_when(rest.pop("delay", None), rest.pop("at", None), rest.pop("cron", None))
-    return make_options(**rest), when
-
-
-def _record_chunks(record: Record) -> Iterator[Chunk]:
-    if record.stdout:
-        yield Chunk(1, record.stdout)
-    if record.stderr:
-        yield Chunk(2, record.stderr)
 
 
 _default_client: Client | None = None

@@ -66,13 +66,22 @@ class SubmitRules:
 
     def prepare(self, spec: Spec, options: Options) -> Options:
         """The options to submit with; raises InvalidJob for a spec over ``spec_limit``."""
+        self.check_spec(spec.encode())
+        return self.with_defaults(options)
+
+    def check_spec(self, encoded: str) -> None:
+        """Raise InvalidJob for an encoded spec over ``spec_limit``."""
         limit = self.spec_limit()
-        size = len(spec.encode().encode("utf-8"))
+        # a str has at least one UTF-8 byte per character: most specs need no encoding to pass
+        size = len(encoded) if len(encoded) * 4 <= limit else len(encoded.encode("utf-8"))
         if size > limit:
             raise InvalidJob(
                 f"job spec is {size} bytes, over the limit of {limit} bytes "
                 "(pass big data by reference, or raise the setting spec_limit)"
             )
+
+    def with_defaults(self, options: Options) -> Options:
+        """``options`` with its queue's retry defaults where it gave none."""
         defaults = self.queue(options.queue)
         if options.retries is None:
             options = replace(options, retries=defaults.retries)

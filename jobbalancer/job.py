@@ -1,32 +1,35 @@
-"""The job: its spec, its options, its status and its record, with pure encode/decode.
+"""The job: its spec and its options, validated, and what ``submit.lua`` is given to create it.
 
-A job record is a Redis hash of strings (``HGETALL <p>:job:<id>``); this module is the one place
-that knows how those strings map to typed values.
+The record as read back from Redis (:class:`Record`, :class:`Status`, :class:`Kind`, the exit
+codes) lives in :mod:`jobbalancer.record`; this module re-exports it, so importers need one module.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
 import re
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
 from typing import Any
 
-from jobbalancer.errors import CorruptRecord, InvalidJob
-
-# Exit codes a waiting `jb submit --wait` reports for outcomes that are not a process exit.
-EXIT_TIMED_OUT = 124
-EXIT_REJECTED = 75
-EXIT_CANCELLED = 130
+from jobbalancer.errors import InvalidJob
+from jobbalancer.record import EXIT_CANCELLED as EXIT_CANCELLED
+from jobbalancer.record import EXIT_REJECTED as EXIT_REJECTED
+from jobbalancer.record import EXIT_TIMED_OUT as EXIT_TIMED_OUT
+from jobbalancer.record import TERMINAL as TERMINAL
+from jobbalancer.record import Kind as Kind
+from jobbalancer.record import Record as Record
+from jobbalancer.record import Status as Status
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:@+-]{0,127}$")
 QUEUE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 FUNC_PATTERN = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
 PRIORITY_LIMIT = 1_000_000
 BACKOFF_LIMIT_S = 7 * 24 * 3600.0
+# json.dumps(wire, separators=(",", ":"), allow_nan=False), without making an encoder per call
+_SPEC_ENCODER = json.JSONEncoder(separators=(",", ":"), allow_nan=False)
 
 
 def _number(value: object) -> bool:
@@ -38,26 +41,6 @@ def _check_backoff(backoff_s: float | None, backoff_max_s: float) -> None:
         raise InvalidJob(f"backoff must be from 0 to {BACKOFF_LIMIT_S:g} seconds, got {backoff_s!r}")
     if not (_number(backoff_max_s) and 0 < backoff_max_s <= BACKOFF_LIMIT_S):
         raise InvalidJob(f"backoff_max must be > 0 and at most {BACKOFF_LIMIT_S:g} seconds, got {backoff_max_s!r}")
-
-
-class Status(StrEnum):
-    SCHEDULED = "scheduled"
-    QUEUED = "queued"
-    ASSIGNED = "assigned"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-    TIMED_OUT = "timed_out"
-    CANCELLED = "cancelled"
-    REJECTED = "rejected"
-
-
-TERMINAL = frozenset({Status.SUCCEEDED, Status.FAILED, Status.TIMED_OUT, Status.CANCELLED, Status.REJECTED})
-
-
-class Kind(StrEnum):
-    COMMAND = "command"
-    CALL = "call"
 
 
 @dataclass(frozen=True)
@@ -147,7 +130,7 @@ class Spec:
 
     def encode(self) -> str:
         try:
-            return json.dumps(self.to_wire(), separators=(",", ":"), allow_nan=False)
+            return _SPEC_ENCODER.encode(self.to_wire())
         except (TypeError, ValueError) as exc:
             raise InvalidJob(f"arguments must be JSON-serialisable: {exc}") from None
 
@@ -202,30 +185,32 @@ def func_path(func: str | Callable[..., Any]) -> str:
     return func
 
 
+# uuid.uuid4().hex without building a UUID object (a fifth of the cost): the version and variant bits.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (4 << 76) | (0x8000 << 48)
+
+
 def new_id() -> str:
-    return uuid.uuid4().hex
-
-
-def record_fields(spec: Spec, options: Options) -> dict[str, str]:
-    """The initial hash fields of a job record (the Lua submit script adds created_at and status)."""
-    return {
-        "kind": spec.kind.value,
-        "spec": spec.encode(),
-        "queue": options.queue,
-        "priority": str(options.priority),
-        "retries": str(options.retries or 0),
-        "watchdog": "" if options.watchdog_s is None else repr(float(options.watchdog_s)),
-        "realtime": "1" if options.realtime else "0",
-    }
+    """A new job id: a random version-4 UUID as 32 hex digits, as ``uuid.uuid4().hex`` gives."""
+    return f"{int.from_bytes(os.urandom(16)) & _UUID4_CLEAR | _UUID4_SET:032x}"
 
 
 SUBMIT_FIELDS = ("kind", "spec", "queue", "priority", "retries", "watchdog", "realtime")
 
 
-def submit_argv(job_id: str, spec: Spec, options: Options, extra: Mapping[str, Any] | None = None) -> list[str]:
-    """The ARGV of ``submit.lua`` after the prefix: the id, the record fields, and its optional JSON extra."""
-    fields = record_fields(spec, options.validated())
-    argv = [job_id, *(fields[name] for name in SUBMIT_FIELDS)]
+def record_fields(spec: Spec, options: Options) -> dict[str, str]:
+    """The initial hash fields of a job record (the Lua submit script adds created_at and status)."""
+    return dict(zip(SUBMIT_FIELDS, [spec.kind.value, spec.encode(), *options_argv(options)[:5]], strict=True))
+
+
+def options_argv(options: Options, extra: Mapping[str, Any] | None = None) -> list[str]:
+    """``submit.lua``'s ARGV after the spec, for options already validated: queue, priority, retries,
+    watchdog, realtime, then the optional JSON extra (``extra`` with the backoff and the dependencies).
+
+    It depends on the options alone, so a batch of jobs with the same options builds it once.
+    """
+    watchdog = "" if options.watchdog_s is None else repr(float(options.watchdog_s))
+    argv = [options.queue, str(options.priority), str(options.retries or 0), watchdog, "1" if options.realtime else "0"]
     more = dict(extra or {})
     if options.backoff_s:  # read by complete.lua when a failed attempt is retried
         backoff = {"backoff": repr(float(options.backoff_s)), "backoff_max": repr(float(options.backoff_max_s))}
@@ -236,6 +221,11 @@ def submit_argv(job_id: str, spec: Spec, options: Options, extra: Mapping[str, A
     if more:
         argv.append(json.dumps(more, separators=(",", ":")))
     return argv
+
+
+def submit_argv(job_id: str, spec: Spec, options: Options, extra: Mapping[str, Any] | None = None) -> list[str]:
+    """The ARGV of ``submit.lua`` after the prefix: the id, the record fields, and its optional JSON extra."""
+    return [job_id, spec.kind.value, spec.encode(), *options_argv(options.validated(), extra)]
 
 
 def check_submitted(job_id: str, reply: Any) -> bool:
@@ -249,173 +239,3 @@ def check_submitted(job_id: str, reply: Any) -> bool:
         dep = reply.split(" ", 1)[1]
         raise InvalidJob(f"job {job_id} cannot depend on {dep!r}: {dep} waits for {job_id} (a dependency cycle)")
     return bool(reply == 1)
-
-
-# Record fields are read leniently: a field that does not parse (a record edited by hand) reads
-# as absent instead of making the whole record unreadable.
-def _float(value: str | None) -> float | None:
-    try:
-        return float(value) if value else None
-    except ValueError:
-        return None
-
-
-def _ms_to_s(value: str | None) -> float | None:
-    """A Redis-clock time in ms (``retry_at``) as epoch seconds, like the record's other times."""
-    ms = _float(value)
-    return None if ms is None else ms / 1000
-
-
-def _int(value: str | None) -> int | None:
-    try:
-        return int(value) if value not in (None, "") else None
-    except ValueError:
-        return None
-
-
-def _json(text: str | None) -> Any:
-    try:
-        return json.loads(text) if text else None
-    except ValueError:
-        return text
-
-
-def _params(text: str | None) -> dict[str, str] | None:
-    params = _json(text)
-    return {str(k): str(v) for k, v in params.items()} if isinstance(params, dict) else None
-
-
-def _status(job_id: str, text: str) -> Status:
-    try:
-        return Status(text)
-    except ValueError:
-        raise CorruptRecord(f"job {job_id} has an unknown status {text!r} (its record was edited by hand?)") from None
-
-
-@dataclass(frozen=True)
-class Record:
-    """A job record as read back from Redis."""
-
-    id: str
-    kind: str
-    spec: dict[str, Any]
-    queue: str
-    status: Status
-    worker: str | None
-    attempts: int
-    exit_code: int | None
-    watchdog: float | None
-    priority: int
-    retries: int
-    realtime: bool
-    created_at: float | None
-    started_at: float | None
-    finished_at: float | None
-    error: str | None
-    result: Any
-    stdout: str
-    stderr: str
-    depends_on: tuple[str, ...] = ()
-    after: str | None = None
-    due_at: float | None = None
-    schedule: str | None = None
-    script: str | None = None  # the named script it was made from, and the parameter values it got
-    params: dict[str, str] | None = None
-    failures: int = 0  # failed attempts so far: the retries spent
-    retry_at: float | None = None  # epoch s (Redis's clock) of the next retry of a job waiting out its backoff
-    backoff: float | None = None
-
-    @property
-    def finished(self) -> bool:
-        return self.status in TERMINAL
-
-    @classmethod
-    def from_hash(cls, job_id: str, raw: Mapping[str, str]) -> Record:
-        spec_text = raw.get("spec") or "{}"
-        try:
-            spec = json.loads(spec_text)
-        except ValueError:
-            spec = {"unparsed": spec_text}
-        result_text = raw.get("result")
-        return cls(
-            id=job_id,
-            kind=raw.get("kind", ""),
-            spec=spec if isinstance(spec, dict) else {"unparsed": spec_text},
-            queue=raw.get("queue", ""),
-            status=_status(job_id, raw.get("status", "queued")),
-            worker=raw.get("worker") or None,
-            attempts=_int(raw.get("attempts")) or 0,
-            exit_code=_int(raw.get("exit_code")),
-            watchdog=_float(raw.get("watchdog")),
-            priority=_int(raw.get("priority")) or 0,
-            retries=_int(raw.get("retries")) or 0,
-            realtime=raw.get("realtime") == "1",
-            created_at=_float(raw.get("created_at")),
-            started_at=_float(raw.get("started_at")),
-            finished_at=_float(raw.get("finished_at")),
-            error=raw.get("error") or None,
-            result=_json(result_text),
-            stdout=raw.get("stdout", ""),
-            stderr=raw.get("stderr", ""),
-            depends_on=tuple(raw.get("depends_on", "").split()),
-            after=raw.get("after") or None,
-            due_at=_float(raw.get("due_at")),
-            schedule=raw.get("schedule") or None,
-            script=raw.get("script") or None,
-            params=_params(raw.get("params")),
-            failures=_int(raw.get("failures")) or 0,
-            retry_at=_ms_to_s(raw.get("retry_at")),
-            backoff=_float(raw.get("backoff")),
-        )
-
-    def to_dict(self) -> dict[str, Any]:
-        """The record as ``jb status --json`` prints it."""
-        out: dict[str, Any] = {
-            "id": self.id,
-            "kind": self.kind,
-            **self.spec,
-            "queue": self.queue,
-            "status": self.status.value,
-            "worker": self.worker,
-            "attempts": self.attempts,
-            "exit_code": self.exit_code,
-            "watchdog": self.watchdog,
-            "priority": self.priority,
-            "retries": self.retries,
-            "realtime": self.realtime,
-            "created_at": self.created_at,
-            "started_at": self.started_at,
-            "finished_at": self.finished_at,
-            "error": self.error,
-            "stdout": self.stdout,
-            "stderr": self.stderr,
-        }
-        # Present only for jobs that use them, so other records read as before.
-        optional = {
-            "depends_on": list(self.depends_on),
-            "after": self.after,
-            "due_at": self.due_at,
-            "schedule": self.schedule,
-            "script": self.script,
-            "params": self.params,
-            "failures": self.failures,
-            "retry_at": self.retry_at,
-            "backoff": self.backoff,
-        }
-        out.update({name: value for name, value in optional.items() if value})
-        if self.kind == Kind.CALL:
-            out["result"] = self.result
-        return out
-
-    @property
-    def exit_status(self) -> int:
-        """The exit code ``jb submit --wait`` reports for this (finished) job."""
-        if self.status is Status.TIMED_OUT:
-            return EXIT_TIMED_OUT
-        if self.status is Status.REJECTED:
-            return EXIT_REJECTED
-        if self.status is Status.CANCELLED:
-            return EXIT_CANCELLED
-        if self.exit_code is not None:
-            return self.exit_code
-        return 0 if self.status is Status.SUCCEEDED else 1

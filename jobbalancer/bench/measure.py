@@ -26,11 +26,11 @@ from typing import Any
 
 import redis
 
-from jobbalancer.bench.follow import Tracker
+from jobbalancer.bench.follow import End, Tracker
 from jobbalancer.bench.report import percentile
 from jobbalancer.client import Client
 from jobbalancer.connection import connect
-from jobbalancer.job import Options, Record, Spec, Status
+from jobbalancer.job import Options, Spec, Status
 from jobbalancer.keys import Keys
 
 PREFIX = "jb"
@@ -145,11 +145,11 @@ def redis_time(client: Client) -> float:
     return float(reply[0]) + float(reply[1]) / 1e6
 
 
-def drain(tracker: Tracker, ids: Sequence[str], timeout_s: float) -> list[Record]:
-    """Wait until every job has finished; return their records. Make ``tracker`` before submitting."""
+def drain(tracker: Tracker, ids: Sequence[str], timeout_s: float) -> list[End]:
+    """Wait until every job has finished; return how each ended. Make ``tracker`` before submitting."""
     tracker.add(ids)
     tracker.wait(timeout_s)
-    return tracker.records()
+    return tracker.ends()
 
 
 @dataclass(frozen=True)
@@ -171,11 +171,12 @@ def throughput(client: Client, spec: Spec, count: int, what: str) -> Throughput:
     tracker = Tracker(client)
     jobs = client.submit_many((spec, Options()) for _ in range(count))
     done = drain(tracker, [job.id for job in jobs], timeout_s=max(120.0, count / 10))
-    failed = [rec for rec in done if rec.status is not Status.SUCCEEDED]
+    failed = [end for end in done if end.status != Status.SUCCEEDED]
     if failed:
-        raise RuntimeError(f"{len(failed)} {what} jobs did not succeed; first: {failed[0].to_dict()}")
-    last_created = max(rec.created_at or 0.0 for rec in done)
-    last_finished = max(rec.finished_at or 0.0 for rec in done)
+        first = client.record(failed[0].id).to_dict()
+        raise RuntimeError(f"{len(failed)} {what} jobs did not succeed; first: {first}")
+    last_created = max(end.created_at for end in done)
+    last_finished = max(end.finished_at for end in done)
     submit_s = last_created - began
     return Throughput(count, count / (last_finished - began), count / submit_s if submit_s > 0 else float("inf"))
 

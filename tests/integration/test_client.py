@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import threading
+from typing import Any
+
 import pytest
 
 import jobbalancer
 from jobbalancer import Client, InvalidJob, NoSuchJob, Status, WaitTimeout
 from jobbalancer import client as client_module
 from jobbalancer.errors import JobStateError
+from jobbalancer.job import Options, Spec
+from tests.helpers import wait_for
 
 
 @pytest.fixture
@@ -67,3 +72,46 @@ def test_a_record_edited_into_nonsense_does_not_hide_the_others(client: Client) 
     bad = client.submit("true")
     client.redis.hset(f"{client.prefix}:job:{bad.id}", "status", "exploded")
     assert [r.id for r in client.jobs()] == [good.id]
+
+
+def test_a_batch_stores_each_job_as_a_single_submit_would(client: Client) -> None:
+    spec = Spec.for_call("tasks:echo", ({"a": 1},))
+    parent = client.enqueue("tasks:noop")
+    items = [
+        (spec, Options()),
+        (spec, Options(retries=2, backoff_s=1.5)),
+        (spec, Options()),
+        (spec, Options(depends_on=[parent.id])),  # type: ignore[arg-type]  # a list: unhashable, still taken
+        (Spec.for_command("true"), Options(queue="fast", priority=4, id="mine")),
+    ]
+    jobs = client.submit_many(items)
+    records = [client.record(job.id) for job in jobs]
+    assert len({job.id for job in jobs}) == 5 and jobs[4].id == "mine"
+    assert [(r.queue, r.priority, r.retries, r.backoff) for r in records] == [
+        ("default", 0, 0, None), ("default", 0, 2, 1.5), ("default", 0, 0, None), ("default", 0, 0, None),
+        ("fast", 4, 0, None),
+    ]  # fmt: skip
+    assert records[0].spec == records[1].spec == {"func": "tasks:echo", "args": [{"a": 1}], "kwargs": {}}
+    assert records[3].depends_on == (parent.id,) and records[4].spec == {"command": "true"}
+
+
+def test_equal_options_of_a_wrong_type_are_still_refused_in_a_batch(client: Client) -> None:
+    spec = Spec.for_call("tasks:noop")
+    for bad in (Options(retries=1.0), Options(priority=0.0)):  # type: ignore[arg-type]  # equal to 1 and 0
+        with pytest.raises(InvalidJob):
+            client.submit_many([(spec, Options(retries=1)), (spec, Options(priority=0)), (spec, bad)])
+    assert client.jobs() == []  # a refused batch writes nothing
+
+
+def test_a_waiter_reads_the_final_record_with_its_wake_up(client: Client) -> None:
+    job = client.submit("true")
+    waiter: dict[str, Any] = {}
+    thread = threading.Thread(target=lambda: waiter.update(record=job.wait(timeout=30)))
+    thread.start()
+    wait_for(lambda: client.redis.exists(f"{client.prefix}:job:{job.id}:out"), 10, what="the waiter's marker")
+    client.redis.hset(f"{client.prefix}:job:{job.id}", mapping={"status": "running"})
+    client.redis.xadd(f"{client.prefix}:job:{job.id}:out", {"fd": "1", "data": "hi\n"})  # output first, then the end
+    client.redis.hset(f"{client.prefix}:job:{job.id}", mapping={"status": "succeeded", "stdout": "hi\n"})
+    client.redis.xadd(f"{client.prefix}:job:{job.id}:out", {"end": "succeeded"})
+    thread.join(30)
+    assert waiter["record"].status is Status.SUCCEEDED and waiter["record"].stdout == "hi\n"

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 
 from jobbalancer.config import Settings
 from jobbalancer.errors import InvalidJob, InvalidSetting
-from jobbalancer.job import Kind, Options, Record, Spec, Status, func_path, record_fields
+from jobbalancer.job import Kind, Options, Record, Spec, Status, func_path, new_id, record_fields, submit_argv
 
 
 def test_command_spec_round_trips_through_the_wire() -> None:
@@ -79,3 +80,27 @@ def test_settings_parse_validate_and_ignore_junk_in_the_hash() -> None:
     from_hash = Settings.from_hash({"max_jobs_per_worker": "4", "heartbeat_timeout": "-1", "other": "x"})
     assert (from_hash.max_jobs_per_worker, from_hash.heartbeat_timeout) == (4, 5.0)
     assert Settings.from_hash(Settings().to_hash()) == Settings()
+
+
+def test_new_ids_are_version_4_uuids_in_hex() -> None:
+    ids = {new_id() for _ in range(1000)}
+    assert len(ids) == 1000
+    for job_id in ids:
+        parsed = uuid.UUID(job_id)
+        assert (parsed.hex, parsed.version, parsed.variant) == (job_id, 4, uuid.RFC_4122)
+
+
+def test_submit_argv_is_the_id_the_record_fields_and_the_extra_in_submit_lua_order() -> None:
+    spec = Spec.for_call("m:f", (1,), {"x": [1.5]})
+    options = Options(watchdog_s=3, retries=2, backoff_s=1, depends_on=("b", "b"), after_any=True, priority=-3)
+    argv = submit_argv("a", spec, options, {"fields": {"script": "s"}})
+    assert argv[:8] == ["a", "call", '{"func":"m:f","args":[1],"kwargs":{"x":[1.5]}}', "default", "-3", "2", "3.0", "0"]
+    assert json.loads(argv[8]) == {
+        "fields": {"script": "s", "backoff": "1.0", "backoff_max": "300.0"},
+        "deps": ["b"],
+        "after": "any",
+    }
+    assert argv[1:8] == list(record_fields(spec, options).values())
+    assert submit_argv("b", Spec.for_command("true"), Options()) == [
+        "b", "command", '{"command":"true"}', "default", "0", "0", "", "0"
+    ]  # fmt: skip
