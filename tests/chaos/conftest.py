@@ -29,8 +29,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         items[:] = keep
 
 
+# Under pytest-xdist (``make test`` runs two processes) a summary is made in a worker process:
+# each worker hands its lines to the controller, which prints them all.
+FROM_WORKERS: list[tuple[str, str]] = []
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["chaos_summaries"] = [(summary.name, summary.line()) for summary in SUMMARIES]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    FROM_WORKERS.extend(tuple(pair) for pair in getattr(node, "workeroutput", {}).get("chaos_summaries", []))
+
+
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    if SUMMARIES:
+    lines = [(summary.name, summary.line()) for summary in SUMMARIES] + FROM_WORKERS
+    if lines:
         terminalreporter.section(f"chaos summaries ({'long' if LONG else 'small'} run)")
-        for summary in SUMMARIES:
-            terminalreporter.write_line(f"{summary.name}: {summary.line()}")
+        for name, line in lines:
+            terminalreporter.write_line(f"{name}: {line}")
