@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Mapping
 
 import redis
 
-from jobbalancer.balancer.plan import Op
+from jobbalancer.balancer.fleet import Fleet
+from jobbalancer.balancer.plan import Head, Op
+from jobbalancer.balancer.waiting import drop_stale_head
 from jobbalancer.keys import Keys
 from jobbalancer.scripts import Scripts
 
@@ -24,6 +27,7 @@ log = logging.getLogger("jobbalancer.balancer")
 
 ONE_BY_ONE = "dispatch failed on bad data (%s); applying the rest of the pass op by op"
 DISPATCH_CHUNK = 1000  # ops per script call: bounds how long one call holds Redis (a few ms)
+GONE = 2  # dispatch.lua: the worker left <p>:workers before the assignment; the job waits
 
 
 def encode_ops(ops: list[Op]) -> list[str]:
@@ -94,3 +98,33 @@ def _apply_alone(scripts: Scripts, keys: Keys, token: str, op: Op) -> int:
         scripts.dispatch(keys.prefix, token, *encode_ops([dead]))
         log.warning("inbox entry %s (job %s) dead-lettered: %s", op["e"], op.get("id"), why)
         return 0
+
+
+def take_in(
+    client: redis.Redis, keys: Keys, fleet: Fleet, ops: list[Op], results: list[int], heads: Mapping[str, list[Head]]
+) -> int:
+    """Take in a dispatch's results: correct the fleet view (its assignments were counted when
+    planned), log dead letters and rejections; return how many jobs were placed.
+
+    A waiting member whose job had moved on is removed, so a stale head cannot block its queue
+    (the scripts keep the waiting sets in step with the records; this guards against a set
+    edited by hand or a record that vanished).
+    """
+    placed = 0
+    for op, applied in zip(ops, results, strict=True):
+        o = op["o"]
+        if o == "a":
+            if applied == 1:
+                placed += 1
+            elif applied == GONE:
+                fleet.gone(op["w"])
+            else:
+                fleet.unplaced(op["w"])
+                if "m" in op:
+                    queue = next(q for q, rows in heads.items() if any(h.member == op["m"] for h in rows))
+                    drop_stale_head(client, keys, queue, op["id"], op["m"])
+        elif applied and o == "d":
+            log.warning("inbox entry %s dead-lettered: %s (raw %s)", op["e"], op["why"], op["raw"])
+        elif applied and o == "r":
+            log.info("realtime job %s rejected: no worker had a free slot", op["id"])
+    return placed

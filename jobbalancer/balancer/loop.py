@@ -31,16 +31,25 @@ from typing import Any
 import redis
 
 from jobbalancer.balancer.adopt import Adopter
+from jobbalancer.balancer.apply import take_in
 from jobbalancer.balancer.audit import Audit
 from jobbalancer.balancer.fleet import Fleet
 from jobbalancer.balancer.inflight import InFlight
 from jobbalancer.balancer.lease import DEFAULT_LEASE_MS, Lease
 from jobbalancer.balancer.plan import Head, Op, plan_pass
-from jobbalancer.balancer.policies import JobView, LeastLoaded, Policy, WorkerView, check_policy, load_policy, ranking
+from jobbalancer.balancer.policies import (
+    JobView,
+    Policy,
+    WorkerView,
+    check_policy,
+    choose_or_fall_back,
+    load_policy,
+    ranking,
+)
 from jobbalancer.balancer.reclaim import Liveness, reclaim_dead_workers, time_out_overdue
 from jobbalancer.balancer.retries import requeue_due_retries
 from jobbalancer.balancer.steal import steal_for_idle
-from jobbalancer.balancer.waiting import drop_stale_head, read_heads
+from jobbalancer.balancer.waiting import read_heads
 from jobbalancer.config import Settings
 from jobbalancer.connection import connect, describe
 from jobbalancer.errors import RedisUnavailable
@@ -67,9 +76,6 @@ class Snapshot:
     workers: list[WorkerView]
     heads: dict[str, list[Head]]
     read: list[Entry]  # inbox entries read with the snapshot (none unless asked)
-
-
-GONE = 2  # dispatch.lua: the worker left <p>:workers before the assignment; the job waits
 
 
 def default_name() -> str:
@@ -115,7 +121,6 @@ class Balancer:
             self._overrides["heartbeat_timeout"] = str(float(heartbeat_timeout_s))
         self._settings = Settings.from_hash(self._overrides)
         self._policy: Policy = load_policy(self._settings.policy)
-        self._fallback = LeastLoaded()
         self._client = connect(url, check=False, socket_timeout_s=5.0)
         self._scripts = Scripts(self._client)
         self._lease = Lease(self._scripts, prefix, self.name, lease_ms)
@@ -325,40 +330,11 @@ class Balancer:
         return Snapshot(look.now_ms, workers, read_heads(self._client, self.keys, look.waitq, workers), entries)
 
     def _choose(self, job: JobView, candidates: Sequence[WorkerView]) -> WorkerView:
-        """The policy's choice; a policy that fails or answers off the list falls back to least-loaded."""
-        try:
-            chosen = self._policy.choose(job, candidates)
-        except Exception:  # a user's policy may raise anything; placement must go on
-            log.exception("policy %r failed for job %s; using least-loaded", self._settings.policy, job.id)
-            return self._fallback.choose(job, candidates)
-        if chosen not in candidates:
-            log.error("policy %r chose %r, not a candidate; using least-loaded", self._settings.policy, chosen)
-            return self._fallback.choose(job, candidates)
-        return chosen
+        return choose_or_fall_back(self._policy, self._settings.policy, job, candidates)
 
     def _applied(self, ops: list[Op], results: list[int], heads: Mapping[str, list[Head]]) -> None:
-        """Take in a dispatch's results (``dispatch.lua``): count, correct the fleet, log.
-
-        A waiting member whose job had moved on is removed, so a stale head cannot block its queue
-        (the scripts keep the waiting sets in step with the records; this guards against a set
-        edited by hand or a record that vanished).
-        """
-        for op, applied in zip(ops, results, strict=True):
-            o = op["o"]
-            if o == "a":
-                if applied == 1:
-                    self.placed += 1
-                elif applied == GONE:
-                    self._fleet.gone(op["w"])
-                else:
-                    self._fleet.unplaced(op["w"])
-                    if "m" in op:
-                        queue = next(q for q, rows in heads.items() if any(h.member == op["m"] for h in rows))
-                        drop_stale_head(self._client, self.keys, queue, op["id"], op["m"])
-            elif applied and o == "d":
-                log.warning("inbox entry %s dead-lettered: %s (raw %s)", op["e"], op["why"], op["raw"])
-            elif applied and o == "r":
-                log.info("realtime job %s rejected: no worker had a free slot", op["id"])
+        """Take in a dispatch's results: count what was placed, correct the fleet (``apply.py``)."""
+        self.placed += take_in(self._client, self.keys, self._fleet, ops, results, heads)
 
     def _maintain(self, now_ms: int) -> None:
         token, settings = self._token(), self._settings

@@ -20,6 +20,7 @@ import path; the class is instantiated with no arguments.
 from __future__ import annotations
 
 import importlib
+import logging
 import math
 import random
 import re
@@ -29,6 +30,8 @@ from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
 
 from jobbalancer.errors import InvalidSetting
+
+log = logging.getLogger("jobbalancer.balancer")
 
 ENTRY_POINT_GROUP = "jobbalancer.policies"
 IMPORT_PATH = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
@@ -292,3 +295,20 @@ def load_policy(name: str) -> Policy:
 def check_policy(name: str) -> None:
     """Raise InvalidSetting unless ``name`` loads; for ``Settings.validate(policy_check=...)``."""
     load_policy(name)
+
+
+_FALLBACK = LeastLoaded()
+
+
+def choose_or_fall_back(policy: Policy, name: str, job: JobView, candidates: Sequence[WorkerView]) -> WorkerView:
+    """``policy``'s choice (named ``name`` in logs); one that fails or answers off the list falls
+    back to least-loaded: a user's policy may raise anything, and placement must go on."""
+    try:
+        chosen = policy.choose(job, candidates)
+    except Exception:
+        log.exception("policy %r failed for job %s; using least-loaded", name, job.id)
+        return _FALLBACK.choose(job, candidates)
+    if chosen not in candidates:
+        log.error("policy %r chose %r, not a candidate; using least-loaded", name, chosen)
+        return _FALLBACK.choose(job, candidates)
+    return chosen
