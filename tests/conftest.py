@@ -15,7 +15,8 @@ import pytest
 import redis
 
 from jobbalancer.server import EmbeddedRedis, ServerError
-from tests.chaos.harness import ChaosCluster
+from tests.chaos.harness import LONG, ChaosCluster
+from tests.chaos.observe import SUMMARIES
 from tests.helpers import free_port
 
 os.environ["JB_ALLOW_ROOT"] = "1"  # the suite runs as root in CI containers; one test checks the refusal
@@ -59,3 +60,28 @@ def chaos(tmp_path: Path) -> Iterator[ChaosCluster]:
         yield cluster
     finally:
         cluster.close()
+
+
+# The chaos tests' summaries, printed at the end of the run. Here, not in tests/chaos/conftest.py:
+# under pytest-xdist (``make test`` runs two processes) the controller loads only this conftest;
+# each worker hands its lines over when it finishes, and the controller prints them all.
+FROM_WORKERS: list[tuple[str, str]] = []
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    output = getattr(session.config, "workeroutput", None)
+    if output is not None:
+        output["chaos_summaries"] = [(summary.name, summary.line()) for summary in SUMMARIES]
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: object, error: object) -> None:
+    FROM_WORKERS.extend(tuple(pair) for pair in getattr(node, "workeroutput", {}).get("chaos_summaries", []))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    lines = [(summary.name, summary.line()) for summary in SUMMARIES] + FROM_WORKERS
+    if lines:
+        terminalreporter.section(f"chaos summaries ({'long' if LONG else 'small'} run)")
+        for name, line in lines:
+            terminalreporter.write_line(f"{name}: {line}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 import pytest
 
 from tests.chaos.harness import LONG
-from tests.chaos.observe import SUMMARIES
 
 
 def _chaos_asked_for(config: pytest.Config) -> bool:
@@ -27,27 +26,3 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = keep
-
-
-# Under pytest-xdist (``make test`` runs two processes) a summary is made in a worker process:
-# each worker hands its lines to the controller, which prints them all.
-FROM_WORKERS: list[tuple[str, str]] = []
-
-
-def pytest_sessionfinish(session: pytest.Session) -> None:
-    output = getattr(session.config, "workeroutput", None)
-    if output is not None:
-        output["chaos_summaries"] = [(summary.name, summary.line()) for summary in SUMMARIES]
-
-
-@pytest.hookimpl(optionalhook=True)
-def pytest_testnodedown(node: object, error: object) -> None:
-    FROM_WORKERS.extend(tuple(pair) for pair in getattr(node, "workeroutput", {}).get("chaos_summaries", []))
-
-
-def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
-    lines = [(summary.name, summary.line()) for summary in SUMMARIES] + FROM_WORKERS
-    if lines:
-        terminalreporter.section(f"chaos summaries ({'long' if LONG else 'small'} run)")
-        for name, line in lines:
-            terminalreporter.write_line(f"{name}: {line}")
