@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
 from jobbalancer import schedule  # its rq-scheduler part loads when a job is first scheduled
 from jobbalancer.config import Settings, key_prefix, redis_url
-from jobbalancer.connection import connect
+from jobbalancer.connection import connect, describe
 from jobbalancer.defaults import QueueDefaults, SubmitRules
 from jobbalancer.durability import WaitReplicas
 from jobbalancer.errors import (
@@ -20,6 +21,7 @@ from jobbalancer.errors import (
     JobStateError,
     JobTimedOut,
     NoSuchJob,
+    RedisUnavailable,
 )
 from jobbalancer.job import TERMINAL, Kind, Options, Record, Spec, Status, check_submitted, new_id, options_argv
 from jobbalancer.keys import Keys
@@ -39,6 +41,11 @@ OUTCOME_ERRORS = {
     Status.CANCELLED: JobCancelled,
     Status.REJECTED: JobRejected,
 }
+
+
+_T = TypeVar("_T")
+SUBMIT_RETRY_S = 5.0
+"""How long a submit keeps trying while Redis is away before it raises RedisUnavailable."""
 
 
 class Job:
@@ -185,22 +192,66 @@ class Client(Watching, Views):
     def submit_many(
         self, items: Iterable[tuple[Spec, Options]], *, fields: Mapping[str, str] | None = None
     ) -> list[Job]:
-        """Submit many jobs in one pipelined round trip; returns their handles in order."""
-        jobs: list[Job] = []
-        pipe = self.redis.pipeline(transaction=False)
+        """Submit many jobs in one pipelined round trip; returns their handles in order.
+
+        While Redis is unreachable (a restart, a Sentinel failover) the submit is tried again for
+        up to ``SUBMIT_RETRY_S`` seconds.
+
+        Raises:
+            RedisUnavailable: Redis stayed away; its ``job_ids`` are the jobs that may be stored.
+        """
+        wanted = list(items)
         extra = {"fields": dict(fields)} if fields else None
+        deadline = time.monotonic() + SUBMIT_RETRY_S
+        calls = self._retrying(deadline, len(wanted), [], lambda: self._submit_calls(wanted, extra))
+        ids = [str(call[0]) for call in calls]
+        replies = self._retrying(deadline, len(calls), ids, lambda: self._send_submits(calls))
+        jobs = [Job(self, job_id) for job_id in ids]
+        for job, reply in zip(jobs, replies, strict=True):
+            check_submitted(job.id, reply)  # an unknown dependency: that one job was refused, the rest stand
+        self.replicas.confirm(self.redis, self.keys, ids)
+        return jobs
+
+    def _submit_calls(
+        self, items: list[tuple[Spec, Options]], extra: Mapping[str, Any] | None
+    ) -> list[tuple[Any, ...]]:
+        """``submit.lua``'s ARGV after the prefix for each job (reads the cached submit rules)."""
+        calls: list[tuple[Any, ...]] = []
         prepared: dict[tuple[Any, ...], Prepared] = {}
         for spec, given in items:
             encoded = spec.encode()
             self._rules.check_spec(encoded)
             job_id, tail = self._prepared(given, extra, prepared)
-            job_id = job_id or new_id()
-            self.scripts.submit(self.prefix, job_id, spec.kind.value, encoded, *tail, client=pipe)
-            jobs.append(Job(self, job_id))
-        for job, reply in zip(jobs, self.scripts.execute(pipe), strict=True):
-            check_submitted(job.id, reply)  # an unknown dependency: that one job was refused, the rest stand
-        self.replicas.confirm(self.redis, self.keys, [job.id for job in jobs])
-        return jobs
+            calls.append((job_id or new_id(), spec.kind.value, encoded, *tail))
+        return calls
+
+    def _send_submits(self, calls: list[tuple[Any, ...]]) -> list[Any]:
+        pipe = self.redis.pipeline(transaction=False)
+        for call in calls:
+            self.scripts.submit(self.prefix, *call, client=pipe)
+        return self.scripts.execute(pipe)
+
+    def _retrying(self, deadline: float, count: int, ids: list[str], step: Callable[[], _T]) -> _T:
+        """``step()``, again after a lost connection until ``deadline`` (a restart, a Sentinel
+        failover): safe, as a submit under an id that exists changes nothing. Past it,
+        RedisUnavailable, naming the ids of jobs that may have been stored (``ids``)."""
+        pause = 0.1
+        while True:
+            try:
+                return step()
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                if isinstance(exc, redis.AuthenticationError) or time.monotonic() + pause > deadline:
+                    fate = (
+                        "each may or may not be stored: submitting again under the same ids is safe"
+                        if ids
+                        else "none was stored"
+                    )
+                    where = describe(self.redis)
+                    raise RedisUnavailable(
+                        f"cannot reach Redis at {where} to submit {count} job(s) ({exc}); {fate}", ids
+                    ) from None
+                time.sleep(pause)  # a back-off between attempts: Redis is away, there is no event to wait on
+                pause = min(pause * 2, 1.0)
 
     def _prepared(
         self, given: Options, extra: Mapping[str, Any] | None, cache: dict[tuple[Any, ...], Prepared]

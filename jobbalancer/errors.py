@@ -25,7 +25,16 @@ class CorruptRecord(JobBalancerError):
 
 
 class RedisUnavailable(JobBalancerError):
-    """Redis did not answer at the configured URL."""
+    """Redis did not answer at the configured URL.
+
+    Attributes:
+        job_ids: for a submit that gave up, the ids of its jobs: each may or may not be stored.
+            Submitting them again under the same ids is safe (an existing id is left as it is).
+    """
+
+    def __init__(self, message: str, job_ids: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.job_ids = job_ids or []
 
 
 class NotReplicated(JobBalancerError):
