@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from jobbalancer import Status
+from jobbalancer.errors import RedisUnavailable
 from tests.chaos.harness import HEARTBEAT_TIMEOUT_S, LONG, ChaosCluster
 from tests.chaos.observe import Fault
 from tests.helpers import wait_for
@@ -39,6 +40,7 @@ class Run:
         self.names = iter(range(1, 1000))
         self.stop = threading.Event()
         self.refused = 0
+        self.longest_submit_s = 0.0  # a submit rides out a short outage (SUBMIT_RETRY_S): it waits instead
         self.lock = threading.Lock()  # spawning, and the process table, from two threads
         self._threads = [threading.Thread(target=f, daemon=True) for f in (self._load, self._supervise)]
         for thread in self._threads:
@@ -58,10 +60,12 @@ class Run:
         # About 5 jobs a second of 0.85 s on average: 4 of the 6 default slots busy, so a re-run
         # waits for its reclaim, not for a slot.
         while not self.stop.wait(0.2):
+            began = time.monotonic()
             try:
                 self.chaos.submit(1, round(self.rng.uniform(0.2, 1.5), 2))
-            except (redis.RedisError, OSError):  # Redis is down: this submit was not accepted
+            except (RedisUnavailable, redis.RedisError, OSError):  # Redis stayed down: this submit was not accepted
                 self.refused += 1
+            self.longest_submit_s = max(self.longest_submit_s, time.monotonic() - began)
 
     def _supervise(self) -> None:
         """Replace any worker that died (killed, or poisoned) by a new one on its queue."""
@@ -142,5 +146,5 @@ def test_chaos_run(chaos: ChaosCluster) -> None:
     summary = chaos.verify("chaos run", timeout=90, expect={poison: Status.FAILED, tree: Status.TIMED_OUT})
     assert chaos.client.record(long_job).attempts == 1, "the healthy long job was never reclaimed"
     assert "poison limit" in (chaos.client.record(poison).error or "")
-    assert run.refused > 0, "the Redis outage was felt by the clients"
+    assert run.refused > 0 or run.longest_submit_s >= 1.0, "the outage was felt: submits waited or failed"
     assert summary.lost == 0 and summary.orphans == 0
