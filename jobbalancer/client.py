@@ -226,10 +226,7 @@ class Client(Watching, Views):
         return calls
 
     def _send_submits(self, calls: list[tuple[Any, ...]]) -> list[Any]:
-        pipe = self.redis.pipeline(transaction=False)
-        for call in calls:
-            self.scripts.submit(self.prefix, *call, client=pipe)
-        return self.scripts.execute(pipe)
+        return self.scripts.many([("submit", (self.prefix, *call)) for call in calls])
 
     def _retrying(self, deadline: float, count: int, ids: list[str], step: Callable[[], _T]) -> _T:
         """``step()``, again after a lost connection until ``deadline`` (a restart, a Sentinel

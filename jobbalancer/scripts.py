@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -15,6 +16,7 @@ from typing import Any
 import redis
 from redis.exceptions import NoScriptError
 
+from jobbalancer import lane
 from jobbalancer.config import Settings
 
 NAMES = (
@@ -99,7 +101,8 @@ def source(name: str) -> str:
 class Scripts:
     """Every script, bound to one Redis client; call as ``scripts.submit(prefix, ...)``.
 
-    Scripts are called by ``EVALSHA``. In a pipeline (``client=pipe``) that skips redis-py's
+    Scripts are called by ``EVALSHA``, directly or several at once with :meth:`many`, on the
+    lean path of :mod:`jobbalancer.lane`. In a pipeline (``client=pipe``) that skips redis-py's
     ``SCRIPT EXISTS`` round trip before every execution; run such pipelines with
     :meth:`execute`, which loads the scripts and repeats only the failed calls when Redis answers
     ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``). A direct call does the same by itself.
@@ -125,13 +128,26 @@ class Scripts:
         def call(*args: Any, client: Any = None) -> Any:
             if client is not None:  # a pipeline: run it with execute()
                 return client.evalsha(sha, 0, *args)
-            try:
-                return self._client.evalsha(sha, 0, *args)
-            except NoScriptError:
-                self.load()
-                return self._client.evalsha(sha, 0, *args)
+            return self.many([(name, args)])[0]
 
         return call
+
+    def many(self, calls: Sequence[tuple[str, Sequence[Any]]], raise_on_error: bool = True) -> list[Any]:
+        """Several script calls, ``(name, args)`` each, in one round trip (:mod:`jobbalancer.lane`);
+        their replies in order. Scripts Redis did not know are loaded and just those calls repeated.
+
+        Raises:
+            redis.ResponseError: the first error reply, with ``raise_on_error`` (else it is returned
+                in its place).
+        """
+        commands = [("EVALSHA", self._shas[name], 0, *args) for name, args in calls]
+        replies = lane.run(self._client, commands)
+        missing = [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+        if missing:
+            self.load()
+            for i, reply in zip(missing, lane.run(self._client, [commands[i] for i in missing]), strict=True):
+                replies[i] = reply
+        return lane.checked(replies) if raise_on_error else replies
 
     def execute(self, pipe: redis.client.Pipeline, raise_on_error: bool = True) -> list[Any]:
         """``pipe.execute()``, loading the scripts and repeating just the calls Redis did not know."""

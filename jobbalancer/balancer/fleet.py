@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import redis
 
+from jobbalancer import lane
 from jobbalancer.balancer.plan import WORKER_FIELDS, worker_view
 from jobbalancer.balancer.policies import WorkerView
 from jobbalancer.keys import Keys
@@ -90,50 +91,49 @@ class Fleet:
         client: redis.Redis,
         config_due: bool,
         timeout_s: float,
-        first: Callable[[Any], object] | None = None,
+        first: lane.Command | None = None,
         may_be_full: bool = True,
     ) -> Look:
         """Bring the picture up to date; ``timeout_s`` is the heartbeat timeout (older beats are dead).
 
-        ``first`` may queue one command on the look's MULTI ahead of it (the loop's inbox read,
+        ``first`` may be one command for the look's MULTI, ahead of it (the loop's inbox read,
         when it would not block): one round trip for both. With ``may_be_full`` False the look
         is not full even when one is due (the loop's look ahead of a dispatch still in flight,
         which stream lengths would not include yet).
         """
         full = may_be_full and self.full_due
         known = list(self._facts)
-        pipe = client.pipeline(transaction=True)
-        if first is not None:
-            first(pipe)
-        pipe.time()
-        pipe.smembers(self._keys.waitq)
-        pipe.delete(self._keys.tick)  # this pass sees every freed slot so far: the next one may tick again
-        pipe.hgetall(self._keys.freed)
-        pipe.delete(self._keys.freed)
+        keys = self._keys
+        commands: list[lane.Command] = [
+            ("TIME",),
+            ("SMEMBERS", keys.waitq),
+            ("DEL", keys.tick),  # this pass sees every freed slot so far: the next one may tick again
+            ("HGETALL", keys.freed),
+            ("DEL", keys.freed),
+        ]
         if full:
-            pipe.zrange(self._keys.workers, 0, -1, withscores=True)
-            for name in known:
-                pipe.xlen(self._keys.worker_jobs(name))
+            commands.append(("ZRANGE", keys.workers, 0, -1, "WITHSCORES"))
+            commands += [("XLEN", keys.worker_jobs(name)) for name in known]
         else:
-            pipe.zrangebyscore(self._keys.workers, self._since_ms, "+inf", withscores=True)
+            commands.append(("ZRANGEBYSCORE", keys.workers, self._since_ms, "+inf", "WITHSCORES"))
         if config_due:
-            pipe.hgetall(self._keys.config)
-        replies = pipe.execute()
+            commands.append(("HGETALL", keys.config))
+        replies = lane.transaction(client, [*([first] if first else []), *commands])
         head = replies.pop(0) if first is not None else None
         secs, micros = replies[0]
         now_ms = int(secs) * 1000 + int(micros) // 1000
-        beats: list[tuple[str, float]] = replies[5]
+        beats = lane.scored(replies[5])
         if full:
             self._full_due = time.monotonic() + FULL_EVERY_S
             self._reread(known, replies[6 : 6 + len(known)], beats)
             # new workers, and the known ones that beat since the last look (facts re-read)
             beats = [(name, score) for name, score in beats if name not in self._facts or score >= self._since_ms]
         else:
-            self._count_freed(replies[3])
+            self._count_freed(lane.pairs(replies[3]))
         self._since_ms = now_ms
         self._beaten(client, beats)
         self._expire(now_ms - timeout_s * 1000)
-        return Look(now_ms, sorted(replies[1]), replies[-1] if config_due else None, head)
+        return Look(now_ms, sorted(replies[1]), lane.pairs(replies[-1]) if config_due else None, head)
 
     def _reread(self, known: list[str], lengths: Sequence[Any], beats: list[tuple[str, float]]) -> None:
         """A full look: every known worker's stream length, and who is registered now."""

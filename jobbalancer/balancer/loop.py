@@ -30,6 +30,7 @@ from typing import Any
 
 import redis
 
+from jobbalancer import lane
 from jobbalancer.balancer.adopt import Adopter
 from jobbalancer.balancer.apply import take_in
 from jobbalancer.balancer.audit import Audit
@@ -303,13 +304,22 @@ class Balancer:
         self._inflight.abandon()
 
     def _read(self) -> list[Entry]:
-        reply: Any = self._client.xreadgroup(
-            INBOX_GROUP, self.name, {self.keys.inbox: ">"}, count=self.batch, block=READ_BLOCK_MS
-        )
-        return list(reply[0][1]) if reply else []
+        return lane.entries(lane.one(self._client, *self._read_command(block=True)))
 
-    def _queue_read(self, pipe: Any) -> None:
-        pipe.xreadgroup(INBOX_GROUP, self.name, {self.keys.inbox: ">"}, count=self.batch)
+    def _read_command(self, block: bool) -> lane.Command:
+        wait = ("BLOCK", READ_BLOCK_MS) if block else ()
+        return (
+            "XREADGROUP",
+            "GROUP",
+            INBOX_GROUP,
+            self.name,
+            "COUNT",
+            self.batch,
+            *wait,
+            "STREAMS",
+            self.keys.inbox,
+            ">",
+        )
 
     def _snapshot(self, read: bool = False, ahead: bool = False) -> Snapshot:
         """Redis time, the live workers and the waiting heads; the workers from ``fleet.py``.
@@ -318,7 +328,7 @@ class Balancer:
         ``ahead`` says a dispatch is about to be sent that this snapshot will not include.
         """
         config_due = time.monotonic() >= self._config_due
-        first = self._queue_read if read else None
+        first = self._read_command(block=False) if read else None
         timeout_s = self._settings.heartbeat_timeout
         look = self._fleet.look(self._client, config_due, timeout_s, first, may_be_full=not ahead)
         if look.config is not None:
@@ -326,7 +336,7 @@ class Balancer:
             self._apply_config(look.config)
         settings = self._settings
         workers = self._fleet.workers(settings.max_jobs_per_worker, settings.prefetch)
-        entries = list(look.first[0][1]) if look.first else []
+        entries = lane.entries(look.first)
         return Snapshot(look.now_ms, workers, read_heads(self._client, self.keys, look.waitq, workers), entries)
 
     def _choose(self, job: JobView, candidates: Sequence[WorkerView]) -> WorkerView:

@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 
+from jobbalancer import lane
 from jobbalancer.balancer.plan import Head, parse_head
 from jobbalancer.balancer.policies import WorkerView
 from jobbalancer.keys import Keys
@@ -28,11 +29,10 @@ def read_heads(
     wanted = {q: n for q, n in wanted.items() if n > 0}
     if not wanted:
         return {}
-    pipe = client.pipeline(transaction=False)
-    for queue, n in wanted.items():
-        pipe.zrange(keys.waiting(queue), 0, n - 1, withscores=True)
-    replies = pipe.execute()
-    return {q: [parse_head(q, m, s) for m, s in rows] for q, rows in zip(wanted, replies, strict=True)}
+    replies = lane.checked(
+        lane.run(client, [("ZRANGE", keys.waiting(q), 0, n - 1, "WITHSCORES") for q, n in wanted.items()])
+    )
+    return {q: [parse_head(q, m, s) for m, s in lane.scored(rows)] for q, rows in zip(wanted, replies, strict=True)}
 
 
 def drop_stale_head(client: redis.Redis, keys: Keys, queue: str, job_id: str, member: str) -> bool:

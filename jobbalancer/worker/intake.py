@@ -109,11 +109,9 @@ class Intake(Slots):
             states = pipe.execute()
             mine = {job.entry: ["running", self.name, job.attempt] for job in batch}
             started = {job.entry for job, state in zip(batch, states, strict=True) if state == mine[job.entry]}
-        pipe = self._client.pipeline(transaction=False)
         todo = [job for job in batch if job.entry not in started]
-        for job in todo:
-            self._scripts.start(self.prefix, self.name, job.id, job.attempt, job.entry, client=pipe)
-        answers = dict(zip((job.entry for job in todo), self._scripts.execute(pipe) if todo else [], strict=True))
+        calls = [("start", (self.prefix, self.name, *job.started_by())) for job in todo]
+        answers = dict(zip((job.entry for job in todo), self._scripts.many(calls) if todo else [], strict=True))
         ours: list[Assignment] = []
         for job in batch:
             if job.entry in started or int(answers[job.entry]) == 1:

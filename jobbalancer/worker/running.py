@@ -53,6 +53,10 @@ class Assignment:
             watchdog_s=watchdog_s(fields.get("watchdog")),
         )
 
+    def started_by(self) -> tuple[str, str, str]:
+        """start.lua's arguments after the prefix and worker: the job, its attempt and the entry."""
+        return self.id, self.attempt, self.entry
+
 
 def watchdog_s(field: str | None) -> float | None:
     """An entry's ``watchdog`` field in seconds; None for none (empty, zero or not a number)."""

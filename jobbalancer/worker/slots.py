@@ -159,12 +159,9 @@ class Slots:
         kill_grace + heartbeat_timeout of slack) and the worker's own watchdog still counts from
         each job's real start.
         """
-        pipe = self._client.pipeline(transaction=False)
-        for run in runs:
-            job = run.assignment
-            self._scripts.start(self.prefix, self.name, job.id, job.attempt, job.entry, "again", client=pipe)
+        calls = [("start", (self.prefix, self.name, *run.assignment.started_by(), "again")) for run in runs]
         try:
-            self._scripts.execute(pipe, raise_on_error=False)
+            self._scripts.many(calls, raise_on_error=False)
         except redis.RedisError as exc:
             log.warning("worker %s: could not restamp %d waiting job(s): %s", self.name, len(runs), exc)
 
