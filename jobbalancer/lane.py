@@ -15,7 +15,7 @@ commands get, so behaviour does not change, only the cost).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import hiredis
@@ -38,22 +38,24 @@ def run(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
     Raises:
         redis.ConnectionError, redis.TimeoutError: the connection failed past the retries.
     """
-    packed = [b"".join([hiredis.pack_command(tuple(command)) for command in commands])]
     pool = client.connection_pool
     retry = client.get_retry() or _ONCE
     connection: Any = pool.get_connection()  # redis-py types its Connection methods loosely
-
-    def exchange() -> list[Any]:
-        connection.send_packed_command(packed)
-        return [_reply(connection) for _ in commands]
-
     try:
-        return retry.call_with_retry(exchange, lambda _error: connection.disconnect())
+        return retry.call_with_retry(lambda: exchange(connection, commands), lambda _error: connection.disconnect())
     except BaseException:
         connection.disconnect()  # replies may be left unread on it: never hand it back as it is
         raise
     finally:
         pool.release(connection)
+
+
+def exchange(connection: Any, commands: Sequence[Command]) -> list[Any]:
+    """``commands`` written in one send on ``connection`` (a redis-py Connection), and their
+    replies (errors in place, as :func:`run`); no retry. After an exception the connection may
+    hold unread replies: disconnect it."""
+    connection.send_packed_command([b"".join([hiredis.pack_command(tuple(command)) for command in commands])])
+    return [_reply(connection) for _ in commands]
 
 
 def one(client: redis.Redis, *command: Any) -> Any:
@@ -106,7 +108,7 @@ def scored(reply: Any) -> list[tuple[Any, float]]:
     return [(member, float(score)) for member, score in zip(reply[::2], reply[1::2], strict=True)]
 
 
-def entries(reply: Any) -> list[tuple[Any, dict[Any, Any] | None]]:
+def entries(reply: Any) -> list[tuple[str, Mapping[str, str] | None]]:
     """An ``XREAD``/``XREADGROUP`` reply's entries (a map of streams, or pairs), all streams
     together, as (id, fields); a deleted entry still pending has no fields (None)."""
     streams = reply.values() if isinstance(reply, dict) else [found for _, found in reply or ()]

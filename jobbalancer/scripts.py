@@ -112,6 +112,10 @@ class Scripts:
         self._client = client
         self._shas = {name: hashlib.sha1(source(name).encode()).hexdigest() for name in NAMES}
 
+    def sha(self, name: str) -> str:
+        """The SHA1 a script is called by (``EVALSHA``), for a caller that sends the call itself."""
+        return self._shas[name]
+
     def load(self) -> None:
         """Load every script into Redis (idempotent)."""
         pipe = self._client.pipeline(transaction=False)

@@ -265,6 +265,15 @@ finish = function(id, status, ...)
   return finish_row(id, redis.call('HMGET', jobkey(id), unpack(FINISH_FIELDS)), status, ...)
 end
 
+-- A job's watchdog deadline (Redis ms) if it started at ms; nil without a watchdog. A record
+-- field that is not a positive number (written by hand, or by a client of its own) means none,
+-- as the worker reads the entry's copy: it must not fail the script that starts the job.
+local function deadline_ms(wd, ms)
+  local s = tonumber(wd)
+  if s and s > 0 then return ms + math.floor(s * 1000) end
+  return nil
+end
+
 -- A worker starts a job read from its stream, if the job is still its own at that attempt
 -- (not cancelled, not taken back); otherwise the entry is dropped. Returns true to run it.
 local function start_job(me, id, attempt, entry)
@@ -273,9 +282,8 @@ local function start_job(me, id, attempt, entry)
   if st == 'assigned' and w == me and att == attempt then
     local ms, secs = clock()
     redis.call('HSET', jk, 'status', 'running', 'started_at', secs)
-    if wd and wd ~= '' then
-      redis.call('ZADD', P .. ':deadlines', ms + math.floor(tonumber(wd) * 1000), id)
-    end
+    local due = deadline_ms(wd, ms)
+    if due then redis.call('ZADD', P .. ':deadlines', due, id) end
     event(id, 'running', me)
     return true
   end

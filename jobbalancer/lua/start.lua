@@ -11,7 +11,6 @@ local st, w, att, wd = unpack(redis.call('HMGET', jk, 'status', 'worker', 'attem
 if st ~= 'running' or w ~= me or att ~= attempt then return 0 end
 local ms, secs = clock()
 redis.call('HSET', jk, 'started_at', secs)
-if wd and wd ~= '' then
-  redis.call('ZADD', P .. ':deadlines', 'XX', ms + math.floor(tonumber(wd) * 1000), id)
-end
+local due = deadline_ms(wd, ms)
+if due then redis.call('ZADD', P .. ':deadlines', 'XX', due, id) end
 return 1

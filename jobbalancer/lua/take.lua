@@ -2,9 +2,11 @@
 -- to COUNT new entries from its stream and starts those still its own: one step, one round trip.
 -- ARGV: prefix, worker, count, then 9 fields per outcome to record first (none: only a take):
 --   id, attempt, entry, status, exit_code, error, result, stdout, stderr
--- Returns {codes, jobs}: codes, one per outcome, as complete.lua returns them (1 recorded,
+-- Returns {codes, jobs[, last]}: codes, one per outcome, as complete.lua returns them (1 recorded,
 -- 2 re-queued for a retry, 0 fenced out); jobs, a flat list of 6 fields per job to run: entry,
 -- id, attempt, kind, spec, watchdog. Entries whose job is no longer this worker's are dropped.
+-- last, when the read found no new entry: the group's last delivered id, after which the worker
+-- waits for the next entry (XREAD BLOCK, then take.lua again, sent together).
 -- Without outcomes a failed read raises (NOGROUP after a reclaim: the worker reopens its stream).
 local me = ARGV[2]
 local codes, done, recorded = {}, 0, 0
@@ -26,11 +28,22 @@ end
 -- codes: it reads as nothing taken, and the worker's next plain take raises it.
 local read = #codes > 0 and redis.pcall or redis.call
 local reply = read('XREADGROUP', 'GROUP', 'worker', me, 'COUNT', ARGV[3], 'STREAMS', wstream(me), '>')
-if not reply or reply.err then
+if reply and reply.err then
   batch_end()
   return {codes, out}
 end
-for _, e in ipairs(reply[1][2]) do
+local found = reply and reply[1][2] or {}
+if #found == 0 then
+  batch_end()
+  for _, g in ipairs(redis.call('XINFO', 'GROUPS', wstream(me))) do
+    for i = 1, #g, 2 do
+      if g[i] == 'name' and g[i + 1] ~= 'worker' then break end
+      if g[i] == 'last-delivered-id' then return {codes, out, g[i + 1]} end
+    end
+  end
+  return {codes, out}
+end
+for _, e in ipairs(found) do
   local f = {}
   for i = 1, #e[2], 2 do f[e[2][i]] = e[2][i + 1] end
   if f.id and start_job(me, f.id, f.attempt or '', e[1]) then

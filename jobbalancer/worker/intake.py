@@ -1,17 +1,19 @@
 """Taking entries from the worker's stream into free slots, and starting them (fenced).
 
 A mixin of :class:`jobbalancer.worker.loop.Worker` (whose main thread calls it): ``take.lua``
-reads and starts up to the free slots' worth of entries in one step; when the stream is empty,
-a blocking ``XREADGROUP`` and then ``start.lua``. While the slots take short jobs in batches, a
-take gives a free slot up to a batch's worth too (never a second job while another slot has none).
-After a lost reply it finds what it read but does not run. The jobs taken go to slot threads
-(:mod:`jobbalancer.worker.slots`).
+reads and starts up to the free slots' worth of entries in one step; when the stream is empty, a
+blocking ``XREAD`` waits for the next entry with ``take.lua`` sent right behind it. While the
+slots take short jobs in batches, a take gives a free slot up to a batch's worth too (never a
+second job while another slot has none). After a lost reply it finds what it read but does not
+run. The jobs taken go to slot threads (:mod:`jobbalancer.worker.slots`).
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
+from jobbalancer import lane
 from jobbalancer.keys import WORKER_GROUP, Keys
 from jobbalancer.worker.control import Blocking, stream_entries
 from jobbalancer.worker.running import Assignment
@@ -29,6 +31,7 @@ class Intake(Slots):
     keys: Keys
     _busy: int
     _reader: Blocking | None
+    _delivered: str | None  # the group's last delivered entry, as the last empty take.lua saw it
 
     def _take(self, free: int) -> bool:
         """take.lua: read and start waiting entries for ``free`` slots in one round trip.
@@ -36,11 +39,42 @@ class Intake(Slots):
         While the slots' jobs are short (they take batches: ``slots.next_take``), each free slot
         gets up to a batch's worth too, so a refill after a slot found the stream empty costs a
         round trip per batch rather than per job; the jobs go to as many slots as they can. After
-        a whole blocking read found nothing, refills start again at one job a slot.
+        a whole blocking wait found nothing, refills start again at one job a slot.
 
-        Returns whether it found any entry to run; when it finds none, the caller blocks on the stream.
+        Returns whether it found any entry to run; when it finds none, the caller waits
+        (:meth:`_wait_and_take`).
         """
-        jobs = taken(self._scripts.take(self.prefix, self.name, free * max(1, self._want))[1])
+        return self._launch_taken(self._scripts.take(self.prefix, self.name, self._take_count(free)), free)
+
+    def _wait_and_take(self, free: int) -> None:
+        """Wait for an entry after the last one the group delivered, then take.lua, in one write.
+
+        Redis runs the take right after the wait returns (an entry came, the timeout passed, or a
+        stop unblocked it), so a job that arrives at an idle worker starts one round trip after
+        it was assigned. The wait is on the reader's own connection, which a stop can unblock.
+        """
+        assert self._reader is not None
+        stream, after = self.keys.worker_jobs(self.name), self._delivered or "0-0"
+        wait = ("XREAD", "BLOCK", READ_BLOCK_MS, "STREAMS", stream, after)
+        take = ("EVALSHA", self._scripts.sha("take"), 0, self.prefix, self.name, self._take_count(free))
+        connection: Any = self._reader.conn.connection  # its own, made with the reader
+        try:
+            woke, reply = lane.exchange(connection, [wait, take])
+        except BaseException:
+            connection.disconnect()  # the take's reply may be unread: a reconnect starts clean
+            raise
+        if not lane.entries(woke):
+            self._want = 1  # idle for a whole block: what comes next may be long, start one by one
+        self._launch_taken(lane.checked([reply])[0], free)
+
+    def _take_count(self, free: int) -> int:
+        return free * max(1, self._want)
+
+    def _launch_taken(self, reply: list[Any], free: int) -> bool:
+        """Hand the jobs of a take.lua reply to slot threads; remember where the stream was read up to."""
+        if len(reply) > 2:
+            self._delivered = str(reply[2])
+        jobs = taken(reply[1])
         batches = share(jobs, free)
         with self._cond:
             if self._stopping:
@@ -53,7 +87,7 @@ class Intake(Slots):
     def _read_pending(self) -> list[Assignment]:
         """After a lost reply: the entries this worker read but is not running (they may be started).
 
-        Each takes a slot; ``_start(retry=True)`` then launches or starts them.
+        Each takes a slot; ``_restart`` then launches or starts them.
         """
         reply = self._client.xreadgroup(
             WORKER_GROUP, self.name, {self.keys.worker_jobs(self.name): "0"}, count=self.concurrency * 4
@@ -68,47 +102,22 @@ class Intake(Slots):
             self._busy += len(batch)
         return batch
 
-    def _read(self, free: int) -> tuple[list[Assignment], int]:
-        """Wait for new entries and read up to ``free`` of them, taking a slot for each.
+    def _restart(self, batch: list[Assignment], held: int) -> None:
+        """After a lost reply, start.lua for what was read but not run, in one round trip; launch
+        those that are still ours in the ``held`` slots taken for them, and give back the rest.
 
-        One a slot: each is started by a start.lua call of its own, while the slots' next takes
-        start any that follow inside one take.lua call, which costs Redis less.
-
-        Returns:
-            The entries, and the slots taken for them.
-        """
-        assert self._reader is not None
-        reply = self._reader.conn.xreadgroup(
-            WORKER_GROUP, self.name, {self.keys.worker_jobs(self.name): ">"}, count=free, block=READ_BLOCK_MS
-        )
-        batch = [Assignment.from_entry(entry, fields) for entry, fields in stream_entries(reply)]
-        if not batch:
-            self._want = 1  # idle for a whole block: what comes next may be long, start one by one
-        with self._cond:
-            if self._stopping:
-                return [], 0  # not started: the entries stay in the stream and are handed back
-            held = min(free, len(batch))
-            self._busy += held
-        return batch, held
-
-    def _start(self, batch: list[Assignment], held: int, retry: bool) -> None:
-        """start.lua for a batch in one round trip; launch those that are still ours in the
-        ``held`` slots taken for them, and give back the slots left unused.
-
-        On a retry the previous attempt may have run on the server with its answer lost: a job
-        already running for this worker at this attempt is launched without starting it again.
+        The lost call may have run on the server: a job already running for this worker at this
+        attempt is launched without starting it again.
         """
         if not batch:
             self._free_slots(held)
             return
-        started: set[str] = set()
-        if retry:
-            pipe = self._client.pipeline(transaction=False)
-            for job in batch:
-                pipe.hmget(self.keys.job(job.id), "status", "worker", "attempts")
-            states = pipe.execute()
-            mine = {job.entry: ["running", self.name, job.attempt] for job in batch}
-            started = {job.entry for job, state in zip(batch, states, strict=True) if state == mine[job.entry]}
+        pipe = self._client.pipeline(transaction=False)
+        for job in batch:
+            pipe.hmget(self.keys.job(job.id), "status", "worker", "attempts")
+        states = pipe.execute()
+        mine = {job.entry: ["running", self.name, job.attempt] for job in batch}
+        started = {job.entry for job, state in zip(batch, states, strict=True) if state == mine[job.entry]}
         todo = [job for job in batch if job.entry not in started]
         calls = [("start", (self.prefix, self.name, *job.started_by())) for job in todo]
         answers = dict(zip((job.entry for job in todo), self._scripts.many(calls) if todo else [], strict=True))

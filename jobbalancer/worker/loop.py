@@ -111,6 +111,7 @@ class Worker(Intake):
         self._reader: Blocking | None = None
         self._recover = False  # a job thread lost a take's reply
         self._want = 1  # jobs per slot in the slots' last batches (slots.next_take)
+        self._delivered: str | None = None  # where an idle wait for the next entry starts (intake.py)
         facts = {"queues": ",".join(queues), "slots": str(concurrency), "started_at": f"{time.time():.6f}"}
         # The heartbeat's own, shorter timeout: cut off, the worker says so soon, and after the link
         # heals it beats on a new connection at once instead of at TCP's next retransmission.
@@ -286,16 +287,17 @@ class Worker(Intake):
                         unstarted = self._read_pending()
                         held, recover = len(unstarted), False
                     if unstarted:
-                        self._start(unstarted, held, retry=True)
+                        self._restart(unstarted, held)
                     elif not self._take(free):
-                        unstarted, held = self._read(free)
-                        self._start(unstarted, held, retry=False)
+                        self._wait_and_take(free)
                     unstarted, held, backoff = [], 0, 0.0
                 except redis.RedisError as exc:
                     # NOGROUP: a balancer reclaimed this worker while it stalled and deleted its stream.
                     # From take.lua the error reads "Error running script ...: NOGROUP ...", hence `in`.
                     reopen = isinstance(exc, redis.ResponseError) and "NOGROUP" in str(exc)
-                    recover = isinstance(exc, redis.ConnectionError | redis.TimeoutError)
+                    # A lost reply, or a script that failed part-way, may have started jobs it never
+                    # handed over: the next round looks for entries read but not run.
+                    recover = not reopen
                     backoff = self._back_off(exc, 0.0 if reopen else backoff)
         finally:
             self._free_slots(held)

@@ -207,7 +207,7 @@ class Slots:
         for job, outcome in outcomes:
             args += outcome_args(job, outcome)
         try:
-            codes, flat = self._scripts.take(self.prefix, self.name, want, *args)
+            codes, flat = self._scripts.take(self.prefix, self.name, want, *args)[:2]
         except (redis.ConnectionError, redis.TimeoutError):
             for job, outcome in outcomes:  # the recorder retries; the take's reply may be lost:
                 self._recorder.record(job, outcome)

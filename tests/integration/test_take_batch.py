@@ -41,9 +41,10 @@ def test_a_batch_of_outcomes_frees_each_slot_and_counts_each_job_as_one_by_one(r
         [*jobs[3], "failed", "1", "flaky", "", "", ""],  # a retry left: re-queued, not finished
         ["j0", jobs[0][1], jobs[0][2], "succeeded", "0", "", "", "", ""],  # a repeat: fenced out
     ]
-    codes, taken = scripts.take(prefix, "w1", 1, *[field for outcome in outcomes for field in outcome])
+    codes, taken, delivered = scripts.take(prefix, "w1", 1, *[field for outcome in outcomes for field in outcome])
 
     assert codes == [1, 1, 1, 2, 0] and taken == []
+    assert delivered == jobs[3][2]  # nothing new: where the worker's idle wait starts from
     assert [r.hget(keys.job(f"j{i}"), "status") for i in range(4)] == ["succeeded", "succeeded", "failed", "queued"]
     assert r.xlen(keys.worker_jobs("w1")) == 0 and r.hget(keys.freed, "w1") == "4"  # each slot freed once
     assert r.zscore(keys.deadlines, "j1") is None
