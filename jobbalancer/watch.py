@@ -12,6 +12,7 @@ from typing import Any, NamedTuple
 
 import redis
 
+from jobbalancer import lane
 from jobbalancer.errors import NoSuchJob, WaitTimeout
 from jobbalancer.job import Record
 from jobbalancer.keys import Keys
@@ -40,7 +41,7 @@ class Watching:
     keys: Keys
 
     def record(self, job_id: str) -> Record:
-        raw: Any = self.redis.hgetall(self.keys.job(job_id))  # decoded replies: dict[str, str]
+        raw = lane.pairs(lane.one(self.redis, "HGETALL", self.keys.job(job_id)))  # decoded: dict[str, str]
         if not raw:
             raise NoSuchJob(job_id)
         return Record.from_hash(job_id, raw)
@@ -118,11 +119,7 @@ class Watching:
         the output from its start, and its loops look at the record once per FOLLOW_BLOCK_MS.
         """
         out, key = self.keys.output(job_id), self.keys.job(job_id)
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xadd(out, {"waiter": "1"})
-        pipe.hgetall(key)
-        pipe.ttl(key)
-        marker, raw, ttl_s = pipe.execute(raise_on_error=False)
+        marker, raw, ttl_s = lane.run(self.redis, [("XADD", out, "*", "waiter", "1"), ("HGETALL", key), ("TTL", key)])
         wrote = not isinstance(marker, redis.exceptions.NoPermissionError)
         for reply in (marker, raw, ttl_s) if wrote else (raw, ttl_s):
             if isinstance(reply, Exception):
@@ -131,7 +128,7 @@ class Watching:
             if wrote:
                 self.redis.delete(out)
             raise NoSuchJob(job_id)
-        record = Record.from_hash(job_id, raw)
+        record = Record.from_hash(job_id, lane.pairs(raw))
         if wrote and record.finished and ttl_s > 0:  # it finished just before the marker: let the stream expire with it
             self.redis.expire(out, ttl_s)
         return str(marker) if wrote else "0-0", record
@@ -141,15 +138,12 @@ class Watching:
     ) -> tuple[list[tuple[str, dict[str, str]]], dict[str, str] | None]:
         """The output entries after ``after`` (waiting up to ``block_ms`` for some), and with
         ``with_record`` the job's hash as it stood once they came (else None)."""
-        read: dict[Any, Any] = {self.keys.output(job_id): after}
-        if not with_record:
-            reply: Any = self.redis.xread(read, block=max(1, block_ms), count=1000)
-            return (list(reply[0][1]) if reply else []), None
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.xread(read, block=max(1, block_ms), count=1000)
-        pipe.hgetall(self.keys.job(job_id))
-        reply, raw = pipe.execute()
-        return (list(reply[0][1]) if reply else []), raw
+        read = ("XREAD", "COUNT", 1000, "BLOCK", max(1, block_ms), "STREAMS", self.keys.output(job_id), after)
+        replies = lane.checked(
+            lane.run(self.redis, [read, ("HGETALL", self.keys.job(job_id))] if with_record else [read])
+        )
+        found = [(entry, dict(fields or {})) for entry, fields in lane.entries(replies[0])]
+        return found, (lane.pairs(replies[1]) if with_record else None)
 
 
 def _record_chunks(record: Record) -> Iterator[Chunk]:
