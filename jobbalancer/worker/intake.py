@@ -31,7 +31,6 @@ class Intake(Slots):
     keys: Keys
     _busy: int
     _reader: Blocking | None
-    _delivered: str | None  # the group's last delivered entry, as the last empty take.lua saw it
 
     def _take(self, free: int) -> bool:
         """take.lua: read and start waiting entries for ``free`` slots in one round trip.

@@ -99,6 +99,7 @@ class Slots:
     _ctx: Context
     _recorder: Recorder
     _calls: CallPool
+    _delivered: str | None  # the group's last delivered entry, as the last empty take.lua saw it
     _executor: ThreadPoolExecutor
     _want: int  # jobs per slot the slots' last batches asked for: the main thread's refills follow it
 
@@ -207,7 +208,7 @@ class Slots:
         for job, outcome in outcomes:
             args += outcome_args(job, outcome)
         try:
-            codes, flat = self._scripts.take(self.prefix, self.name, want, *args)[:2]
+            reply = self._scripts.take(self.prefix, self.name, want, *args)
         except (redis.ConnectionError, redis.TimeoutError):
             for job, outcome in outcomes:  # the recorder retries; the take's reply may be lost:
                 self._recorder.record(job, outcome)
@@ -217,6 +218,9 @@ class Slots:
             for job, outcome in outcomes:
                 report(job, outcome, exc)
             return []
+        codes, flat = reply[:2]
+        if len(reply) > 2:  # the stream is drained: the main thread's idle wait starts after this
+            self._delivered = str(reply[2])
         for (job, outcome), code in zip(outcomes, codes, strict=True):
             report(job, outcome, code)
         return taken(flat)
