@@ -5,8 +5,9 @@ response callbacks, hooks. Measured on the 2-core test machine, one ``GET`` cost
 through ``Redis.get`` and 25 µs through its connection; a MULTI of six reads, 133 µs through a
 pipeline and 39 µs here. The jobs' hot path (script calls, the balancer's look, the worker's
 reads) goes through :func:`run` instead: the commands are packed by hiredis, written in one send
-and their replies read as they come, decoded as the client decodes, without callbacks (a caller
-parses what it asked for: ``HGETALL`` is a flat list here).
+and their replies read as they come, decoded as the client decodes, without callbacks: a caller
+shapes what it asked for with :func:`pairs`, :func:`scored` and :func:`entries`, which take the
+replies of either protocol.
 
 Everything about the connection stays redis-py's: the address, auth, TLS, Sentinel's primary
 lookup on reconnect, and the client's retry policy for a lost connection (the same as its own
