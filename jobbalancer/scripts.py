@@ -101,11 +101,9 @@ def source(name: str) -> str:
 class Scripts:
     """Every script, bound to one Redis client; call as ``scripts.submit(prefix, ...)``.
 
-    Scripts are called by ``EVALSHA``, directly or several at once with :meth:`many`, on the
-    lean path of :mod:`jobbalancer.lane`. In a pipeline (``client=pipe``) that skips redis-py's
-    ``SCRIPT EXISTS`` round trip before every execution; run such pipelines with
-    :meth:`execute`, which loads the scripts and repeats only the failed calls when Redis answers
-    ``NOSCRIPT`` (after a restart or ``SCRIPT FLUSH``). A direct call does the same by itself.
+    Scripts are called by ``EVALSHA``, one at a time or several in one round trip with
+    :meth:`many`, on the lean path of :mod:`jobbalancer.lane`. When Redis answers ``NOSCRIPT``
+    (after a restart or ``SCRIPT FLUSH``) the scripts are loaded and just those calls repeated.
     """
 
     def __init__(self, client: redis.Redis) -> None:
@@ -124,14 +122,10 @@ class Scripts:
         pipe.execute()
 
     def __getattr__(self, name: str) -> Any:
-        try:
-            sha = self._shas[name]
-        except KeyError:
-            raise AttributeError(name) from None
+        if name not in self._shas:
+            raise AttributeError(name)
 
-        def call(*args: Any, client: Any = None) -> Any:
-            if client is not None:  # a pipeline: run it with execute()
-                return client.evalsha(sha, 0, *args)
+        def call(*args: Any) -> Any:
             return self.many([(name, args)])[0]
 
         return call
@@ -152,22 +146,3 @@ class Scripts:
             for i, reply in zip(missing, lane.run(self._client, [commands[i] for i in missing]), strict=True):
                 replies[i] = reply
         return lane.checked(replies) if raise_on_error else replies
-
-    def execute(self, pipe: redis.client.Pipeline, raise_on_error: bool = True) -> list[Any]:
-        """``pipe.execute()``, loading the scripts and repeating just the calls Redis did not know."""
-        stack = list(pipe.command_stack)
-        results = pipe.execute(raise_on_error=False)
-        missing = [i for i, result in enumerate(results) if isinstance(result, NoScriptError)]
-        if missing:
-            self.load()
-            again: Any = self._client.pipeline(transaction=False)
-            for i in missing:
-                args, options = stack[i]
-                again.execute_command(*args, **options)
-            for i, result in zip(missing, again.execute(raise_on_error=False), strict=True):
-                results[i] = result
-        if raise_on_error:
-            for result in results:
-                if isinstance(result, Exception):
-                    raise result
-        return list(results)
