@@ -59,6 +59,24 @@ def exchange(connection: Any, commands: Sequence[Command]) -> list[Any]:
     return [_reply(connection) for _ in commands]
 
 
+def on(connection: Any, commands: Sequence[Command]) -> list[Any]:
+    """:func:`exchange` on a connection a thread keeps for itself (a blocking reader's), which is
+    closed after any failure, so that its next use starts clean on a new one."""
+    try:
+        return exchange(connection, commands)
+    except BaseException:
+        connection.disconnect()
+        raise
+
+
+def read_group(
+    group: str, consumer: str, stream: str, *, after: str = ">", count: int, block_ms: int | None = None
+) -> Command:
+    """``XREADGROUP`` of one stream as a command for :func:`run` (``block_ms`` None: no blocking)."""
+    wait = () if block_ms is None else ("BLOCK", block_ms)
+    return ("XREADGROUP", "GROUP", group, consumer, "COUNT", count, *wait, "STREAMS", stream, after)
+
+
 def one(client: redis.Redis, *command: Any) -> Any:
     """One command through :func:`run`; an error reply is raised."""
     return checked(run(client, [command]))[0]

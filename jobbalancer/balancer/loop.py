@@ -307,19 +307,8 @@ class Balancer:
         return lane.entries(lane.one(self._client, *self._read_command(block=True)))
 
     def _read_command(self, block: bool) -> lane.Command:
-        wait = ("BLOCK", READ_BLOCK_MS) if block else ()
-        return (
-            "XREADGROUP",
-            "GROUP",
-            INBOX_GROUP,
-            self.name,
-            "COUNT",
-            self.batch,
-            *wait,
-            "STREAMS",
-            self.keys.inbox,
-            ">",
-        )
+        block_ms = READ_BLOCK_MS if block else None
+        return lane.read_group(INBOX_GROUP, self.name, self.keys.inbox, count=self.batch, block_ms=block_ms)
 
     def _snapshot(self, read: bool = False, ahead: bool = False) -> Snapshot:
         """Redis time, the live workers and the waiting heads; the workers from ``fleet.py``.

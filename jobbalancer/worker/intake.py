@@ -15,9 +15,9 @@ from typing import Any
 
 from jobbalancer import lane
 from jobbalancer.keys import WORKER_GROUP, Keys
-from jobbalancer.worker.control import Blocking, stream_entries
+from jobbalancer.worker.control import Blocking
 from jobbalancer.worker.running import Assignment
-from jobbalancer.worker.slots import Slots, share, taken
+from jobbalancer.worker.slots import Slots, share
 
 log = logging.getLogger("jobbalancer.worker")
 
@@ -56,24 +56,17 @@ class Intake(Slots):
         stream, after = self.keys.worker_jobs(self.name), self._delivered or "0-0"
         wait = ("XREAD", "BLOCK", READ_BLOCK_MS, "STREAMS", stream, after)
         take = ("EVALSHA", self._scripts.sha("take"), 0, self.prefix, self.name, self._take_count(free))
-        connection: Any = self._reader.conn.connection  # its own, made with the reader
-        try:
-            woke, reply = lane.exchange(connection, [wait, take])
-        except BaseException:
-            connection.disconnect()  # the take's reply may be unread: a reconnect starts clean
-            raise
+        woke, reply = lane.checked(lane.on(self._reader.conn.connection, [wait, take]))
         if not lane.entries(woke):
             self._want = 1  # idle for a whole block: what comes next may be long, start one by one
-        self._launch_taken(lane.checked([reply])[0], free)
+        self._launch_taken(reply, free)
 
     def _take_count(self, free: int) -> int:
         return free * max(1, self._want)
 
     def _launch_taken(self, reply: list[Any], free: int) -> bool:
-        """Hand the jobs of a take.lua reply to slot threads; remember where the stream was read up to."""
-        if len(reply) > 2:
-            self._delivered = str(reply[2])
-        jobs = taken(reply[1])
+        """Hand the jobs of a take.lua reply to slot threads; whether there were any."""
+        jobs = self._taken(reply)
         batches = share(jobs, free)
         with self._cond:
             if self._stopping:
@@ -88,14 +81,15 @@ class Intake(Slots):
 
         Each takes a slot; ``_restart`` then launches or starts them.
         """
-        reply = self._client.xreadgroup(
-            WORKER_GROUP, self.name, {self.keys.worker_jobs(self.name): "0"}, count=self.concurrency * 4
+        stream = self.keys.worker_jobs(self.name)
+        reply = lane.one(
+            self._client, *lane.read_group(WORKER_GROUP, self.name, stream, after="0", count=self.concurrency * 4)
         )
         with self._cond:
             running = {run.assignment.entry for run in self._running.values()} | self._recorder.unwritten()
             batch = [
                 Assignment.from_entry(entry, fields)
-                for entry, fields in stream_entries(reply)
+                for entry, fields in lane.entries(reply)
                 if fields and entry not in running
             ][: max(0, self.concurrency - self._busy)]
             self._busy += len(batch)

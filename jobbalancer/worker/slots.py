@@ -218,12 +218,16 @@ class Slots:
             for job, outcome in outcomes:
                 report(job, outcome, exc)
             return []
-        codes, flat = reply[:2]
-        if len(reply) > 2:  # the stream is drained: the main thread's idle wait starts after this
-            self._delivered = str(reply[2])
-        for (job, outcome), code in zip(outcomes, codes, strict=True):
+        for (job, outcome), code in zip(outcomes, reply[0], strict=True):
             report(job, outcome, code)
-        return taken(flat)
+        return self._taken(reply)
+
+    def _taken(self, reply: list[Any]) -> list[Assignment]:
+        """The jobs of a take.lua reply. A take that found the stream drained also says up to
+        where the group delivered: the main thread's next idle wait starts after that."""
+        if len(reply) > 2:
+            self._delivered = str(reply[2])
+        return taken(reply[1])
 
     def _run(self, run: JobRun) -> Outcome | None:
         try:

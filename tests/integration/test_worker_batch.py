@@ -67,9 +67,9 @@ def worker(redis_url: str, prefix: str, tmp_path: Path) -> Iterator[tuple[Worker
     recorded: list[int] = []
     take = w._scripts.take
 
-    def counting_take(*args: Any, client: Any = None) -> Any:
+    def counting_take(*args: Any) -> Any:
         recorded.append((len(args) - 3) // 9)
-        return take(*args, client=client)
+        return take(*args)
 
     w._scripts.take = counting_take  # type: ignore[method-assign]
     errors: list[BaseException] = []
