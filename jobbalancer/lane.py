@@ -97,14 +97,20 @@ def _reply(connection: Any) -> Any:
         return exc
 
 
-def transaction(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
+def transaction(client: redis.Redis, commands: Sequence[Command], ahead: Command | None = None) -> list[Any]:
     """``commands`` in one MULTI/EXEC, in one write; their replies.
+
+    ``ahead`` is one command sent before the MULTI in the same write, outside the transaction, so
+    that it may block (a blocking read): Redis runs the transaction as soon as it returns. Its
+    reply then comes first.
 
     Raises:
         redis.ResponseError: the first command that failed (queued, or run by EXEC).
     """
-    done = checked(run(client, [("MULTI",), *commands, ("EXEC",)]))[-1]
-    return checked(done) if isinstance(done, list) else done
+    first = [ahead] if ahead is not None else []
+    replies = checked(run(client, [*first, ("MULTI",), *commands, ("EXEC",)]))
+    done = checked(replies[-1]) if isinstance(replies[-1], list) else replies[-1]
+    return [replies[0], *done] if first else done
 
 
 # Raw replies, shaped here as redis-py's callbacks would have shaped them. The protocol is the

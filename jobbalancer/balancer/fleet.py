@@ -93,11 +93,13 @@ class Fleet:
         timeout_s: float,
         first: lane.Command | None = None,
         may_be_full: bool = True,
+        wait: bool = False,
     ) -> Look:
         """Bring the picture up to date; ``timeout_s`` is the heartbeat timeout (older beats are dead).
 
-        ``first`` may be one command for the look's MULTI, ahead of it (the loop's inbox read,
-        when it would not block): one round trip for both. With ``may_be_full`` False the look
+        ``first`` may be one command sent with the look, its reply coming first (the loop's inbox
+        read): one write for both. ``wait`` says it blocks, so it goes ahead of the look's MULTI,
+        which Redis then runs once the read returns; else it is part of the MULTI. With ``may_be_full`` False the look
         is not full even when one is due (the loop's look ahead of a dispatch still in flight,
         which stream lengths would not include yet).
         """
@@ -118,7 +120,10 @@ class Fleet:
             commands.append(("ZRANGEBYSCORE", keys.workers, self._since_ms, "+inf", "WITHSCORES"))
         if config_due:
             commands.append(("HGETALL", keys.config))
-        replies = lane.transaction(client, [*([first] if first else []), *commands])
+        if first is not None and wait:
+            replies = lane.transaction(client, commands, ahead=first)
+        else:
+            replies = lane.transaction(client, [*([first] if first else []), *commands])
         head = replies.pop(0) if first is not None else None
         secs, micros = replies[0]
         now_ms = int(secs) * 1000 + int(micros) // 1000

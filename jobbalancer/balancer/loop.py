@@ -276,11 +276,10 @@ class Balancer:
         self._settle()
         if claimed is not None:
             return list(claimed), self._snapshot()
-        if self._busy:  # a read that does not block goes with the snapshot: one round trip
-            snap = self._snapshot(read=True)
-            return snap.read, snap
-        entries = self._read()
-        return entries, self._snapshot()
+        # The read goes with the snapshot, one write for both; a blocking read ahead of it (Redis
+        # takes the snapshot when the read returns), else inside its MULTI.
+        snap = self._snapshot(read=True, wait=not self._busy)
+        return snap.read, snap
 
     def _may_read_ahead(self, ops: list[Op]) -> bool:
         """Whether the next pass may read its entries and snapshot before these ops are applied.
@@ -303,23 +302,20 @@ class Balancer:
         self._ahead = None
         self._inflight.abandon()
 
-    def _read(self) -> list[Entry]:
-        return lane.entries(lane.one(self._client, *self._read_command(block=True)))
-
     def _read_command(self, block: bool) -> lane.Command:
         block_ms = READ_BLOCK_MS if block else None
         return lane.read_group(INBOX_GROUP, self.name, self.keys.inbox, count=self.batch, block_ms=block_ms)
 
-    def _snapshot(self, read: bool = False, ahead: bool = False) -> Snapshot:
+    def _snapshot(self, read: bool = False, ahead: bool = False, wait: bool = False) -> Snapshot:
         """Redis time, the live workers and the waiting heads; the workers from ``fleet.py``.
 
-        With ``read``, the inbox is read (without blocking) in the same MULTI, ahead of the rest;
-        ``ahead`` says a dispatch is about to be sent that this snapshot will not include.
+        With ``read``, the inbox is read in the same write, ahead of the rest (blocking, with
+        ``wait``); ``ahead`` says a dispatch is about to be sent that this snapshot will not include.
         """
         config_due = time.monotonic() >= self._config_due
-        first = self._read_command(block=False) if read else None
+        first = self._read_command(block=wait) if read else None
         timeout_s = self._settings.heartbeat_timeout
-        look = self._fleet.look(self._client, config_due, timeout_s, first, may_be_full=not ahead)
+        look = self._fleet.look(self._client, config_due, timeout_s, first, may_be_full=not ahead, wait=wait)
         if look.config is not None:
             self._config_due = time.monotonic() + CONFIG_EVERY_S
             self._apply_config(look.config)

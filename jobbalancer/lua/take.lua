@@ -5,8 +5,9 @@
 -- Returns {codes, jobs[, last]}: codes, one per outcome, as complete.lua returns them (1 recorded,
 -- 2 re-queued for a retry, 0 fenced out); jobs, a flat list of 6 fields per job to run: entry,
 -- id, attempt, kind, spec, watchdog. Entries whose job is no longer this worker's are dropped.
--- last, when the read found no new entry: the group's last delivered id, after which the worker
--- waits for the next entry (XREAD BLOCK, then take.lua again, sent together).
+-- last, whenever the read ran: the group's last delivered id (the last entry read, or when the
+-- read found none, as XINFO GROUPS says), after which the worker's main thread waits for the next
+-- entry (XREAD BLOCK, then take.lua again, sent together).
 -- Without outcomes a failed read raises (NOGROUP after a reclaim: the worker reopens its stream).
 local me = ARGV[2]
 local codes, done, recorded = {}, 0, 0
@@ -55,4 +56,4 @@ for _, e in ipairs(found) do
   end
 end
 batch_end()
-return {codes, out}
+return {codes, out, found[#found][1]}

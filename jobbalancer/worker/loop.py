@@ -279,7 +279,7 @@ class Worker(Intake):
                 try:
                     if reopen:
                         self._create_group()
-                        reopen = False
+                        reopen, self._delivered = False, None
                     if recover or self._recover:  # a reply was lost: what did we read and not run?
                         self._recover = False
                         self._free_slots(held)  # what was unstarted is read again, with the rest
@@ -288,8 +288,8 @@ class Worker(Intake):
                         held, recover = len(unstarted), False
                     if unstarted:
                         self._restart(unstarted, held)
-                    elif not self._take(free):
-                        self._wait_and_take(free)
+                    elif self._delivered is not None or not self._take(free):
+                        self._wait_and_take(free)  # returns at once if entries came after the last seen
                     unstarted, held, backoff = [], 0, 0.0
                 except redis.RedisError as exc:
                     # NOGROUP: a balancer reclaimed this worker while it stalled and deleted its stream.

@@ -99,7 +99,7 @@ class Slots:
     _ctx: Context
     _recorder: Recorder
     _calls: CallPool
-    _delivered: str | None  # the group's last delivered entry, as the last empty take.lua saw it
+    _delivered: str | None  # the group's last delivered entry, as the last take.lua that read saw it
     _executor: ThreadPoolExecutor
     _want: int  # jobs per slot the slots' last batches asked for: the main thread's refills follow it
 
@@ -223,8 +223,8 @@ class Slots:
         return self._taken(reply)
 
     def _taken(self, reply: list[Any]) -> list[Assignment]:
-        """The jobs of a take.lua reply. A take that found the stream drained also says up to
-        where the group delivered: the main thread's next idle wait starts after that."""
+        """The jobs of a take.lua reply. A take that read also says up to where the group has
+        delivered: the main thread's next wait for entries starts after that."""
         if len(reply) > 2:
             self._delivered = str(reply[2])
         return taken(reply[1])
