@@ -20,7 +20,8 @@ def placed_and_started(r: redis.Redis, scripts: Scripts, keys: Keys, options: li
     inbox: list[tuple[str, dict[str, str]]] = r.xrange(keys.inbox)  # type: ignore[assignment]
     ops = [{"o": "a", "id": f["id"], "w": "w1", "e": e} for e, f in inbox]
     assert apply_ops(r, scripts, keys, token, ops) == [1] * len(options)
-    _codes, flat = scripts.take(keys.prefix, "w1", len(options))
+    _codes, flat, last = scripts.take(keys.prefix, "w1", len(options))
+    assert last == r.xrevrange(keys.worker_jobs("w1"), count=1)[0][0]  # where the worker's next wait starts
     return [[flat[i + 1], flat[i + 2], flat[i]] for i in range(0, len(flat), 6)]
 
 
