@@ -1,8 +1,9 @@
 """Taking entries from the worker's stream into free slots, and starting them (fenced).
 
-A mixin of :class:`jobbalancer.worker.loop.Worker` (whose main thread calls it): ``take.lua``
-reads and starts up to the free slots' worth of entries in one step; when the stream is empty, a
-blocking ``XREAD`` waits for the next entry with ``take.lua`` sent right behind it. While the
+A mixin of :class:`jobbalancer.worker.loop.Worker` (whose serving thread calls it): ``take.lua``
+reads and starts up to the free slots' worth of entries in one step; once a take has said how far
+the group has delivered, a blocking ``XREAD`` waits for the next entry after that with
+``take.lua`` sent right behind it, and the waiting thread runs the first batch itself. While the
 slots take short jobs in batches, a take gives a free slot up to a batch's worth too (never a
 second job while another slot has none). After a lost reply it finds what it read but does not
 run. The jobs taken go to slot threads (:mod:`jobbalancer.worker.slots`).
@@ -43,14 +44,17 @@ class Intake(Slots):
         Returns whether it found any entry to run; when it finds none, the caller waits
         (:meth:`_wait_and_take`).
         """
-        return self._launch_taken(self._scripts.take(self.prefix, self.name, self._take_count(free)), free)
+        return self._launch_taken(self._scripts.take(self.prefix, self.name, self._take_count(free)), free)[0]
 
-    def _wait_and_take(self, free: int) -> None:
+    def _wait_and_take(self, free: int) -> list[Assignment]:
         """Wait for an entry after the last one the group delivered, then take.lua, in one write.
 
         Redis runs the take right after the wait returns (an entry came, the timeout passed, or a
         stop unblocked it), so a job that arrives at an idle worker starts one round trip after
         it was assigned. The wait is on the reader's own connection, which a stop can unblock.
+
+        Returns the first batch taken, which the calling thread runs itself (its slot is taken:
+        the job waits for no hand-over to another thread); the others go to slot threads.
         """
         assert self._reader is not None
         stream, after = self.keys.worker_jobs(self.name), self._delivered or "0-0"
@@ -59,22 +63,24 @@ class Intake(Slots):
         woke, reply = lane.checked(lane.on(self._reader.conn.connection, [wait, take]))
         if not lane.entries(woke):
             self._want = 1  # idle for a whole block: what comes next may be long, start one by one
-        self._launch_taken(reply, free)
+        return self._launch_taken(reply, free, keep=True)[1]
 
     def _take_count(self, free: int) -> int:
         return free * max(1, self._want)
 
-    def _launch_taken(self, reply: list[Any], free: int) -> bool:
-        """Hand the jobs of a take.lua reply to slot threads; whether there were any."""
+    def _launch_taken(self, reply: list[Any], free: int, keep: bool = False) -> tuple[bool, list[Assignment]]:
+        """Hand the jobs of a take.lua reply to slot threads: whether there were any, and, with
+        ``keep``, the first batch, kept for the calling thread to run (its slot taken too)."""
         jobs = self._taken(reply)
         batches = share(jobs, free)
         with self._cond:
             if self._stopping:
-                return True  # started but not run: release.lua hands them back
+                return True, []  # started but not run: release.lua hands them back
             self._busy += len(batches)
+        kept = batches.pop(0) if keep and batches else []
         for batch in batches:
             self._launch(batch)
-        return bool(jobs)
+        return bool(jobs), kept
 
     def _read_pending(self) -> list[Assignment]:
         """After a lost reply: the entries this worker read but is not running (they may be started).

@@ -1,11 +1,15 @@
 """The worker: reads its own stream, runs up to ``concurrency`` jobs at once, records each outcome.
 
 The job's way through here: ``take.lua`` reads and starts up to the free slots' worth of entries
-in one step (or, when the stream is empty, a blocking ``XREADGROUP`` and then ``start.lua``;
-fenced: a job no longer ours is skipped; ``intake.py``) -> a slot thread runs it (``slots.py``)
+in one step (when the stream is empty, a blocking ``XREAD`` with ``take.lua`` behind it; fenced:
+a job no longer ours is skipped; ``intake.py``) -> a slot thread runs it (``slots.py``)
 -> the slot's next ``take.lua`` records its outcome (fenced: 0 means a balancer re-ran the job
 meanwhile) and takes the slot's next jobs, a batch of them while they are short. This module
 holds the lifecycle: start, waiting for free slots, stop, hand-back.
+
+Serving (waiting for free slots and taking entries into them) is done by one thread at a time,
+which moves: the thread whose wait brought jobs runs the first batch itself and a pool thread
+serves on, so that a job arriving at an idle worker is run by the thread that received it.
 """
 
 from __future__ import annotations
@@ -120,7 +124,10 @@ class Worker(Intake):
             Scripts(self._beat_client), prefix, self.name, facts, heartbeat_s, self._live_facts, self._on_reclaimed
         )
         self._control = Control(self._client, self.keys.worker_ctl(self.name), self._on_cancel, self._on_drain)
-        self._executor = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix=f"jb-job-{self.name}")
+        # a thread for each slot, and one for serving when the thread that served runs a batch
+        self._executor = ThreadPoolExecutor(max_workers=concurrency + 1, thread_name_prefix=f"jb-job-{self.name}")
+        self._served = threading.Event()  # serving has ended (stopped, or failed: _serve_error)
+        self._serve_error: BaseException | None = None
         self._guardian = Guardian()
         self._calls = CallPool(os.getcwd(), paths, self._guardian)
         self._ctx = Context(self._client, self._scripts, self.keys, self.name, self.settings, self._guardian)
@@ -173,6 +180,9 @@ class Worker(Intake):
             self.registered.set()
             log.info("worker %s: %d slots, ready", self.name, self.concurrency)
             self._serve()
+            self._served.wait()
+            if self._serve_error is not None:
+                raise self._serve_error
 
     def stop(self, graceful: bool = True) -> None:
         """Stop taking jobs. Graceful: running jobs get ``shutdown_timeout_s`` to finish; else killed now.
@@ -268,6 +278,20 @@ class Worker(Intake):
     # -- taking jobs ---------------------------------------------------------------------------
 
     def _serve(self) -> None:
+        """Serve until the worker stops or a wait brings jobs: then a pool thread serves on, and
+        this thread runs the first batch of them as a slot thread would."""
+        try:
+            kept = self._serve_until_handed_on()
+        except BaseException as exc:
+            self._serve_error, kept = exc, None
+        if kept is None:
+            self._served.set()
+            return
+        self._execute(self._adopt(kept))
+
+    def _serve_until_handed_on(self) -> list[Assignment] | None:
+        """The serving loop; returns the batch this thread is to run once a pool thread serves on
+        (None: the worker stops)."""
         unstarted: list[Assignment] = []  # read, slots taken, but start.lua's answer was lost
         held = 0  # the slots taken for them
         reopen, recover, backoff = False, False, 0.0
@@ -275,7 +299,7 @@ class Worker(Intake):
             while True:
                 free = 0 if unstarted else self._wait_for_slots()
                 if self._stopping:
-                    return  # entries read but not started stay in the stream: they are handed back
+                    return None  # entries read but not started stay in the stream: they are handed back
                 try:
                     if reopen:
                         self._create_group()
@@ -289,7 +313,10 @@ class Worker(Intake):
                     if unstarted:
                         self._restart(unstarted, held)
                     elif self._delivered is not None or not self._take(free):
-                        self._wait_and_take(free)  # returns at once if entries came after the last seen
+                        kept = self._wait_and_take(free)  # at once if entries came after the last seen
+                        if kept:
+                            self._executor.submit(self._serve)
+                            return kept
                     unstarted, held, backoff = [], 0, 0.0
                 except redis.RedisError as exc:
                     # NOGROUP: a balancer reclaimed this worker while it stalled and deleted its stream.
