@@ -28,7 +28,39 @@ end
 local taken, taken_queues = {}, {}
 
 -- One HMGET reads all an assignment needs; attempts is written back with the rest (no HINCRBY).
-local FIELDS = {'status', 'queue', 'priority', 'wm', 'attempts', 'kind', 'spec', 'watchdog', 'realtime'}
+local FIELDS = {'status', 'queue', 'priority', 'wm', 'attempts', 'kind', 'spec', 'watchdog', 'realtime', 'seq'}
+
+-- Jobs that go to wait, per queue: added together after the ops (one ZADD per queue and call).
+-- Their arrival sequence numbers (see waiting_member in _lib.lua) are reserved for all the call's
+-- 'w' ops with one INCRBY; a job that has one already keeps it.
+local waits, seq_base, seq_used = 0, nil, 0
+for i = 3, #ARGV - 4, 5 do
+  if ARGV[i] == 'w' then waits = waits + 1 end
+end
+local added, added_queues = {}, {}
+
+local function new_seq()
+  if seq_used < waits then
+    seq_base = seq_base or redis.call('INCRBY', P .. ':seq', waits) - waits
+    seq_used = seq_used + 1
+    return string.format('%016d', seq_base + seq_used)
+  end
+  return string.format('%016d', redis.call('INCR', P .. ':seq'))  -- a job whose worker left
+end
+
+local function to_wait(jk, id, queue, priority, seq)
+  seq = seq or new_seq()
+  local member = seq .. ':' .. id
+  redis.call('HSET', jk, 'wm', member, 'seq', seq)
+  local list = added[queue]
+  if not list then
+    list = {}
+    added[queue] = list
+    added_queues[#added_queues + 1] = queue
+  end
+  list[#list + 1] = -tonumber(priority)
+  list[#list + 1] = member
+end
 
 local function assign(id, w, jk, queue, wm, attempts, kind, spec, watchdog)
   if wm then
@@ -67,8 +99,8 @@ local function place(o, id, w, e, m)
     unplaceable(o, id, w, e, m, row.err)
     return 0
   end
-  local status, queue, priority, wm, attempts, kind, spec, watchdog, realtime = unpack(row, 1, 9)
-  wm = wm or nil  -- a missing field comes as false
+  local status, queue, priority, wm, attempts, kind, spec, watchdog, realtime, seq = unpack(row, 1, 10)
+  wm, seq = wm or nil, seq or nil  -- a missing field comes as false
   -- queued with no waiting member means "in the inbox"; with one, "in the waiting set".
   if status ~= 'queued' or m ~= (wm or '') then return 0 end
   local gone = o == 'a' and not registered_worker(w)
@@ -78,9 +110,7 @@ local function place(o, id, w, e, m)
   elseif gone and not wm and realtime == '1' then
     finish(id, 'rejected', 'exit_code', 75, 'error', 'realtime job: its worker ' .. w .. ' left before it started')
   elseif o == 'w' or (gone and not wm) then
-    local member = waiting_member(jk, id)
-    redis.call('HSET', jk, 'wm', member)
-    waiting_add(queue, member, priority)
+    to_wait(jk, id, queue, priority, seq)
   elseif o == 'r' then
     finish(id, 'rejected', 'exit_code', 75, 'error', 'realtime job: no worker of queue ' .. queue .. ' had a free slot')
   end
@@ -100,6 +130,11 @@ for i = 3, #ARGV - 4, 5 do
     res[n] = place(o, id, x, e, y)
   end
   if e ~= '' then acks[#acks + 1] = e end
+end
+for _, queue in ipairs(added_queues) do
+  local key, list = P .. ':waiting:' .. queue, added[queue]
+  for s = 1, #list, 2000 do redis.call('ZADD', key, unpack(list, s, math.min(s + 1999, #list))) end
+  redis.call('SADD', P .. ':waitq', queue)
 end
 for _, queue in ipairs(taken_queues) do
   local key, members = P .. ':waiting:' .. queue, taken[queue]
