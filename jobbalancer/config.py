@@ -61,7 +61,7 @@ class Settings:
     policy: str = "least-loaded"
     max_jobs_per_worker: int = 0
     heartbeat_timeout: float = 5.0
-    prefetch: int = 16  # lets a worker's slots take short jobs in batches (worker/slots.py)
+    prefetch: int = 32  # lets a worker's slots take short jobs in batches (worker/slots.py)
     poison_limit: int = 3
     kill_grace: float = 2.0
     result_ttl: int = 7 * 24 * 3600
