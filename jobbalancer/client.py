@@ -23,7 +23,18 @@ from jobbalancer.errors import (
     NoSuchJob,
     RedisUnavailable,
 )
-from jobbalancer.job import TERMINAL, Kind, Options, Record, Spec, Status, check_submitted, new_id, options_argv
+from jobbalancer.job import (
+    TERMINAL,
+    Kind,
+    Options,
+    Record,
+    Spec,
+    Status,
+    check_submitted,
+    new_id,
+    options_argv,
+    submit_batches,
+)
 from jobbalancer.keys import Keys
 from jobbalancer.options import make_options, split_options
 from jobbalancer.schedule.when import When
@@ -192,7 +203,8 @@ class Client(Watching, Views):
     def submit_many(
         self, items: Iterable[tuple[Spec, Options]], *, fields: Mapping[str, str] | None = None
     ) -> list[Job]:
-        """Submit many jobs in one pipelined round trip; returns their handles in order.
+        """Submit many jobs in one round trip (``submit.lua`` calls of up to 100 jobs each, pipelined);
+        returns their handles in order.
 
         While Redis is unreachable (a restart, a Sentinel failover) the submit is tried again for
         up to ``SUBMIT_RETRY_S`` seconds.
@@ -226,7 +238,10 @@ class Client(Watching, Views):
         return calls
 
     def _send_submits(self, calls: list[tuple[Any, ...]]) -> list[Any]:
-        return self.scripts.many([("submit", (self.prefix, *call)) for call in calls])
+        """The jobs in as few ``submit.lua`` calls as ``submit_batches`` allows, all in one round
+        trip; one reply per job."""
+        batches = self.scripts.many([("submit", (self.prefix, *argv)) for argv in submit_batches(calls)])
+        return [reply for replies in batches for reply in replies]
 
     def _retrying(self, deadline: float, count: int, ids: list[str], step: Callable[[], _T]) -> _T:
         """``step()``, again after a lost connection until ``deadline`` (a restart, a Sentinel

@@ -10,7 +10,7 @@ import json
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -204,8 +204,9 @@ def record_fields(spec: Spec, options: Options) -> dict[str, str]:
 
 
 def options_argv(options: Options, extra: Mapping[str, Any] | None = None) -> list[str]:
-    """``submit.lua``'s ARGV after the spec, for options already validated: queue, priority, retries,
-    watchdog, realtime, then the optional JSON extra (``extra`` with the backoff and the dependencies).
+    """``submit.lua``'s arguments after a job's spec, for options already validated: queue, priority,
+    retries, watchdog, realtime, then the JSON extra (``extra`` with the backoff and the
+    dependencies; '' when there is none).
 
     It depends on the options alone, so a batch of jobs with the same options builds it once.
     """
@@ -218,14 +219,33 @@ def options_argv(options: Options, extra: Mapping[str, Any] | None = None) -> li
     if options.depends_on:
         more["deps"] = list(dict.fromkeys(options.depends_on))
         more["after"] = "any" if options.after_any else "all"
-    if more:
-        argv.append(json.dumps(more, separators=(",", ":")))
+    argv.append(json.dumps(more, separators=(",", ":")) if more else "")
     return argv
 
 
 def submit_argv(job_id: str, spec: Spec, options: Options, extra: Mapping[str, Any] | None = None) -> list[str]:
-    """The ARGV of ``submit.lua`` after the prefix: the id, the record fields, and its optional JSON extra."""
+    """One job's arguments of ``submit.lua`` (after the prefix): the id, the record fields, the JSON extra."""
     return [job_id, spec.kind.value, spec.encode(), *options_argv(options.validated(), extra)]
+
+
+SUBMIT_BATCH = 100  # jobs per submit.lua call: its fixed cost shared, Redis never held for long
+SUBMIT_BATCH_CHARS = 1 << 20  # and at most about this much of specs and options per call
+
+
+def submit_batches(jobs: Iterable[Sequence[str]]) -> Iterator[list[str]]:
+    """Jobs' ``submit.lua`` arguments (``submit_argv`` each) joined into the arguments of as few
+    calls as the batch bounds allow, in order; a job bigger than the bound goes alone."""
+    batch: list[str] = []
+    count = size = 0
+    for argv in jobs:
+        cost = sum(map(len, argv))
+        if count and (count == SUBMIT_BATCH or size + cost > SUBMIT_BATCH_CHARS):
+            yield batch
+            batch, count, size = [], 0, 0
+        batch += argv
+        count, size = count + 1, size + cost
+    if batch:
+        yield batch
 
 
 def check_submitted(job_id: str, reply: Any) -> bool:

@@ -320,7 +320,7 @@ class Queue(RqQueue):
         scheduled = schedule_score(job) is not None  # an entry of rq-scheduler's, due now
         job_id = run_id(job.id, job, client.redis) if scheduled and is_repeating(job) else job.id
         argv = submit_argv(job_id, spec, options, {"fields": fields} if fields else None)
-        created = check_submitted(job_id, client.scripts.submit(client.prefix, *argv))
+        created = check_submitted(job_id, client.scripts.submit(client.prefix, *argv)[0])
         if scheduled:
             settle_entry(job)
         if unique and not created:

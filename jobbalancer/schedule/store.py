@@ -110,7 +110,7 @@ def file_job(
         "schedule": when.describe(),
     }
     extra = {"due_at": f"{due:.0f}", "fields": record}
-    if not check_submitted(job_id, scripts.submit(prefix, *submit_argv(job_id, spec, options, extra))):
+    if not check_submitted(job_id, scripts.submit(prefix, *submit_argv(job_id, spec, options, extra))[0]):
         return False
     meta = {"jb_prefix": prefix, "jb_id": job_id}
     try:

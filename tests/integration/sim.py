@@ -108,9 +108,9 @@ class Cluster:
     ) -> None:
         spec = json.dumps({"command": f"echo {job_id}"})
         created = self.scripts.submit(
-            self.keys.prefix, job_id, "command", spec, queue, str(priority), "0", watchdog, "1" if realtime else "0"
+            self.keys.prefix, job_id, "command", spec, queue, str(priority), "0", watchdog, "1" if realtime else "0", ""
         )
-        assert created == 1
+        assert created == [1]
 
     def record(self, job_id: str) -> Record:
         return Record.from_hash(job_id, self.r.hgetall(self.keys.job(job_id)))  # type: ignore[arg-type]

@@ -6,6 +6,7 @@ import threading
 from typing import Any
 
 import pytest
+import redis
 
 import jobbalancer
 from jobbalancer import Client, InvalidJob, NoSuchJob, Status, WaitTimeout
@@ -101,6 +102,27 @@ def test_equal_options_of_a_wrong_type_are_still_refused_in_a_batch(client: Clie
         with pytest.raises(InvalidJob):
             client.submit_many([(spec, Options(retries=1)), (spec, Options(priority=0)), (spec, bad)])
     assert client.jobs() == []  # a refused batch writes nothing
+
+
+def test_a_big_batch_goes_in_several_script_calls_and_keeps_its_order(client: Client) -> None:
+    ids = [f"b{i:03d}" for i in range(250)]  # three submit.lua calls
+    client.submit("true", id="b007")  # already there: left as it is, the rest of the batch stands
+    items = [(Spec.for_command(f"echo {i}"), Options(id=job_id)) for i, job_id in enumerate(ids)]
+    items.append((Spec.for_command("true"), Options(id="last", depends_on=("b249",))))  # on a job of the batch
+    jobs = client.submit_many(items)
+    assert [job.id for job in jobs] == [*ids, "last"]
+    inbox = [fields["id"] for _entry, fields in client.redis.xrange(client.keys.inbox)]  # type: ignore[union-attr]
+    assert inbox == ["b007", *(job_id for job_id in ids if job_id != "b007")]
+    assert client.record("b007").spec == {"command": "true"} and client.record("b249").spec == {"command": "echo 249"}
+    last = client.record("last")
+    assert last.status is Status.QUEUED and last.depends_on == ("b249",)
+
+
+def test_submit_lua_refuses_arguments_that_do_not_make_whole_jobs(client: Client) -> None:
+    old_form = ("x", "command", '{"command":"true"}', "default", "0", "0", "", "0")  # no extra: 8, not 9
+    with pytest.raises(redis.ResponseError, match="9 arguments per job; got 8"):
+        client.scripts.submit(client.prefix, *old_form)
+    assert client.jobs() == []
 
 
 def test_a_waiter_reads_the_final_record_with_its_wake_up(client: Client) -> None:

@@ -18,7 +18,7 @@ import pytest
 import redis
 
 from jobbalancer.balancer.apply import encode_ops
-from jobbalancer.job import Options, Record, Spec, Status, new_id, record_fields
+from jobbalancer.job import Options, Record, Spec, Status, new_id, submit_argv
 from jobbalancer.scripts import Scripts
 from jobbalancer.worker import Worker, WorkerError
 from tests.helpers import wait_for
@@ -58,9 +58,7 @@ def place(r: redis.Redis, prefix: str, worker: str, spec: Spec, watchdog: float 
     """Submit a job and assign it to ``worker`` as a balancer would, under a lease the test holds."""
     scripts = Scripts(r)
     job_id = new_id()
-    f = record_fields(spec, Options(watchdog_s=watchdog).validated())
-    args = [f[name] for name in ("kind", "spec", "queue", "priority", "retries", "watchdog", "realtime")]
-    assert scripts.submit(prefix, job_id, *args) == 1
+    assert scripts.submit(prefix, *submit_argv(job_id, spec, Options(watchdog_s=watchdog))) == [1]
     entry = next(e for e, fields in r.xrange(f"{prefix}:inbox") if fields.get("id") == job_id)
     token = r.get(f"{prefix}:leader") or scripts.lease(prefix, "test", 600_000, "", "hold")
     assert scripts.dispatch(prefix, token, *encode_ops([{"o": "a", "id": job_id, "w": worker, "e": entry}])) == [1]

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from jobbalancer.balancer.apply import encode_ops
-from jobbalancer.job import Options, Record, Spec, Status, new_id, record_fields
+from jobbalancer.job import Options, Record, Spec, Status, new_id, submit_argv
 from jobbalancer.scripts import Scripts
 from jobbalancer.worker import Worker, slots
 from tests.helpers import wait_for
@@ -38,9 +38,7 @@ def place_all(r: redis.Redis, prefix: str, worker: str, jobs: list[tuple[Spec, O
     ids, ops = [], []
     for spec, options in jobs:
         job_id = new_id()
-        f = record_fields(spec, options.validated())
-        args = [f[name] for name in ("kind", "spec", "queue", "priority", "retries", "watchdog", "realtime")]
-        assert scripts.submit(prefix, job_id, *args) == 1
+        assert scripts.submit(prefix, *submit_argv(job_id, spec, options)) == [1]
         ids.append(job_id)
     entries = {fields["id"]: entry for entry, fields in r.xrange(f"{prefix}:inbox")}
     ops = [{"o": "a", "id": job_id, "w": worker, "e": entries[job_id]} for job_id in ids]

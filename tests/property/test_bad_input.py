@@ -140,7 +140,7 @@ def test_job_records_the_worker_cannot_parse_fail_with_a_dead_letter(
     scripts = Scripts(cluster.client.redis)
     ids = [uuid.uuid4().hex for _ in bad]
     for job_id, (kind, spec) in zip(ids, bad, strict=True):
-        assert scripts.submit(cluster.prefix, job_id, kind, spec, "default", "0", "0", "", "0") == 1
+        assert scripts.submit(cluster.prefix, job_id, kind, spec, "default", "0", "0", "", "0", "") == [1]
     for job_id in ids:
         record = cluster.client.job(job_id).wait(20)
         assert record.status is Status.FAILED and (record.error or "").startswith("invalid job: ")
@@ -154,7 +154,7 @@ def test_wrong_typed_record_fields_do_not_stop_the_job(cluster: Cluster) -> None
     scripts = Scripts(cluster.client.redis)
     job_id = uuid.uuid4().hex
     spec = Spec.for_command("echo fine").encode()
-    assert scripts.submit(cluster.prefix, job_id, "command", spec, "default", "0", "lots", "soon", "0") == 1
+    assert scripts.submit(cluster.prefix, job_id, "command", spec, "default", "0", "lots", "soon", "0", "") == [1]
     record = cluster.client.job(job_id).wait(20)  # retries "lots" reads as none, watchdog "soon" as none
     assert (record.status, record.stdout, record.watchdog, record.retries) == (Status.SUCCEEDED, "fine\n", None, 0)
     cluster.client.redis.hset(f"{cluster.prefix}:job:{job_id}", "status", "exploded")

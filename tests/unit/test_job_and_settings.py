@@ -9,7 +9,20 @@ import pytest
 
 from jobbalancer.config import Settings
 from jobbalancer.errors import InvalidJob, InvalidSetting
-from jobbalancer.job import Kind, Options, Record, Spec, Status, func_path, new_id, record_fields, submit_argv
+from jobbalancer.job import (
+    SUBMIT_BATCH,
+    SUBMIT_BATCH_CHARS,
+    Kind,
+    Options,
+    Record,
+    Spec,
+    Status,
+    func_path,
+    new_id,
+    record_fields,
+    submit_argv,
+    submit_batches,
+)
 
 
 def test_command_spec_round_trips_through_the_wire() -> None:
@@ -102,5 +115,15 @@ def test_submit_argv_is_the_id_the_record_fields_and_the_extra_in_submit_lua_ord
     }
     assert argv[1:8] == list(record_fields(spec, options).values())
     assert submit_argv("b", Spec.for_command("true"), Options()) == [
-        "b", "command", '{"command":"true"}', "default", "0", "0", "", "0"
+        "b", "command", '{"command":"true"}', "default", "0", "0", "", "0", ""
     ]  # fmt: skip
+
+
+def test_submit_batches_join_jobs_in_order_within_the_count_and_size_bounds() -> None:
+    small = [[f"j{i}", "command", '{"command":"true"}', "default", "0", "0", "", "0", ""] for i in range(SUBMIT_BATCH + 5)]
+    calls = list(submit_batches(small))
+    assert [len(call) // 9 for call in calls] == [SUBMIT_BATCH, 5]
+    assert [call[i] for call in calls for i in range(0, len(call), 9)] == [f"j{i}" for i in range(SUBMIT_BATCH + 5)]
+    big = ["big", "command", "x" * SUBMIT_BATCH_CHARS, "default", "0", "0", "", "0", ""]
+    assert [call[0] for call in submit_batches([small[0], big, small[1]])] == ["j0", "big", "j1"]  # alone
+    assert list(submit_batches([])) == []
