@@ -7,9 +7,10 @@ a job no longer ours is skipped; ``intake.py``) -> a slot thread runs it (``slot
 meanwhile) and takes the slot's next jobs, a batch of them while they are short. This module
 holds the lifecycle: start, waiting for free slots, stop, hand-back.
 
-Serving (waiting for free slots and taking entries into them) is done by one thread at a time,
-which moves: the thread whose wait brought jobs runs the first batch itself and a pool thread
-serves on, so that a job arriving at an idle worker is run by the thread that received it.
+Serving (waiting for free slots and taking entries into them) is done by one pool thread at a
+time, which moves: the thread whose wait brought jobs runs the first batch itself and another pool
+thread serves on, so that a job arriving at an idle worker is run by the thread that received it.
+The thread that called ``run`` only waits for serving to end, then drains and hands back.
 """
 
 from __future__ import annotations
@@ -179,7 +180,9 @@ class Worker(Intake):
             stack.callback(self._drain)
             self.registered.set()
             log.info("worker %s: %d slots, ready", self.name, self.concurrency)
-            self._serve()
+            # Serving starts on a pool thread: this one must stay free to drain (and, after the
+            # shutdown timeout, kill) the running jobs once serving ends.
+            self._executor.submit(self._serve)
             self._served.wait()
             if self._serve_error is not None:
                 raise self._serve_error

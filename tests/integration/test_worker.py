@@ -273,6 +273,18 @@ def test_graceful_stop_finishes_running_jobs_and_hands_back_the_rest(r, prefix, 
 
 
 @pytest.mark.usefixtures("quick_kill")
+@pytest.mark.usefixtures("quick_kill")
+def test_a_graceful_stop_kills_an_idle_workers_first_job_after_the_shutdown_timeout(r, prefix, start_worker) -> None:
+    # The first job to reach an idle worker is run by the thread whose wait received it; that must
+    # never be the thread that drains, or nothing would kill the job once the timeout passed.
+    worker = start_worker(concurrency=1, shutdown_timeout_s=0.5)
+    job_id = place(r, prefix, "w1", Spec.for_command("sleep 1000"))
+    wait_for(lambda: job_processes(job_id), 5)
+    worker.stop()  # joins the worker's thread (15 s at most) and asserts it ended cleanly
+    assert not job_processes(job_id)
+    assert record(r, prefix, job_id).status is Status.QUEUED  # handed back, to run again elsewhere
+
+
 def test_a_reclaimed_worker_kills_its_jobs_quietly_and_carries_on(r, prefix, start_worker, caplog) -> None:
     start_worker()
     job_id = place(r, prefix, "w1", Spec.for_command("sleep 1000"))
