@@ -34,7 +34,7 @@ TAKE_FIELDS = ("id", "attempt", "kind", "spec", "watchdog")  # after the entry i
 
 
 MAX_TAKE = 16  # jobs a slot takes at once while its jobs are short
-SHORT_JOB_S = 0.002  # a batch whose jobs took less than this each: the next one may be twice as big
+SHORT_JOB_S = 0.005  # a batch whose jobs took less than this each: the next one may be twice as big
 CACHED_SPEC_CHARS = 512  # specs up to this long are decoded once (256 kept: at most 128 KiB)
 RESTAMP_S = 0.1  # a batch's later jobs that waited longer than this get their start time anew
 
