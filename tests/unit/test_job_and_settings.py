@@ -120,7 +120,8 @@ def test_submit_argv_is_the_id_the_record_fields_and_the_extra_in_submit_lua_ord
 
 
 def test_submit_batches_join_jobs_in_order_within_the_count_and_size_bounds() -> None:
-    small = [[f"j{i}", "command", '{"command":"true"}', "default", "0", "0", "", "0", ""] for i in range(SUBMIT_BATCH + 5)]
+    fields = ["command", '{"command":"true"}', "default", "0", "0", "", "0", ""]
+    small = [[f"j{i}", *fields] for i in range(SUBMIT_BATCH + 5)]
     calls = list(submit_batches(small))
     assert [len(call) // 9 for call in calls] == [SUBMIT_BATCH, 5]
     assert [call[i] for call in calls for i in range(0, len(call), 9)] == [f"j{i}" for i in range(SUBMIT_BATCH + 5)]
