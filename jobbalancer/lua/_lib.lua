@@ -116,12 +116,16 @@ local function waiting_rem(queue, member)
   if redis.call('ZCARD', key) == 0 then redis.call('SREM', P .. ':waitq', queue) end
 end
 
+-- A job's arrival sequence number as its waiting member starts with it: zero-padded, so that
+-- members sort as the numbers do.
+local function seq_text(n) return string.format('%016d', n) end
+
 -- A job's member in its waiting zset: its arrival sequence (kept for life, so a job put back
 -- regains its place) and its id. Equal scores sort by member, which makes each priority FIFO.
 local function waiting_member(jk, id)
   local seq = redis.call('HGET', jk, 'seq')
   if not seq then
-    seq = string.format('%016d', redis.call('INCR', P .. ':seq'))
+    seq = seq_text(redis.call('INCR', P .. ':seq'))
     redis.call('HSET', jk, 'seq', seq)
   end
   return seq .. ':' .. id

@@ -27,6 +27,17 @@ end
 -- check of a job's place reads its record, so nothing in between can tell the difference.
 local taken, taken_queues = {}, {}
 
+-- The list kept for one queue in lists (made on first use, its queue appended to order).
+local function per_queue(lists, order, queue)
+  local list = lists[queue]
+  if not list then
+    list = {}
+    lists[queue] = list
+    order[#order + 1] = queue
+  end
+  return list
+end
+
 -- One HMGET reads all an assignment needs; attempts is written back with the rest (no HINCRBY).
 local FIELDS = {'status', 'queue', 'priority', 'wm', 'attempts', 'kind', 'spec', 'watchdog', 'realtime', 'seq'}
 
@@ -43,33 +54,23 @@ local function new_seq()
   if seq_used < waits then
     seq_base = seq_base or redis.call('INCRBY', P .. ':seq', waits) - waits
     seq_used = seq_used + 1
-    return string.format('%016d', seq_base + seq_used)
+    return seq_text(seq_base + seq_used)
   end
-  return string.format('%016d', redis.call('INCR', P .. ':seq'))  -- a job whose worker left
+  return seq_text(redis.call('INCR', P .. ':seq'))  -- a job whose worker left
 end
 
 local function to_wait(jk, id, queue, priority, seq)
   seq = seq or new_seq()
   local member = seq .. ':' .. id
   redis.call('HSET', jk, 'wm', member, 'seq', seq)
-  local list = added[queue]
-  if not list then
-    list = {}
-    added[queue] = list
-    added_queues[#added_queues + 1] = queue
-  end
+  local list = per_queue(added, added_queues, queue)
   list[#list + 1] = -tonumber(priority)
   list[#list + 1] = member
 end
 
 local function assign(id, w, jk, queue, wm, attempts, kind, spec, watchdog)
   if wm then
-    local members = taken[queue]
-    if not members then
-      members = {}
-      taken[queue] = members
-      taken_queues[#taken_queues + 1] = queue
-    end
+    local members = per_queue(taken, taken_queues, queue)
     members[#members + 1] = wm
     redis.call('HDEL', jk, 'wm')
   end
