@@ -101,7 +101,7 @@ class Slots:
     _calls: CallPool
     _delivered: str | None  # the group's last delivered entry, as the last take.lua that read saw it
     _executor: ThreadPoolExecutor
-    _want: int  # jobs per slot the slots' last batches asked for: the main thread's refills follow it
+    _want: int  # jobs per slot the slots' last batches asked for: the serving thread's refills follow it
 
     def _free_slots(self, n: int) -> None:
         """Give ``n`` slots back; the worker provides it."""
@@ -136,7 +136,7 @@ class Slots:
         """A slot's thread: run a batch of started jobs in turn; record them all and take the next
         batch in one round trip (take.lua); repeat.
 
-        Taking the next jobs here, rather than freeing the slot for the main thread to fill, keeps
+        Taking the next jobs here, rather than freeing the slot for the serving thread to fill, keeps
         a busy slot to one round trip between batches. A batch is one job unless the slot's
         recent jobs were short: then it doubles, up to MAX_TAKE (see :func:`next_take`).
         """
@@ -224,7 +224,7 @@ class Slots:
 
     def _taken(self, reply: list[Any]) -> list[Assignment]:
         """The jobs of a take.lua reply. A take that read also says up to where the group has
-        delivered: the main thread's next wait for entries starts after that."""
+        delivered: the serving thread's next wait for entries starts after that."""
         if len(reply) > 2:
             self._delivered = str(reply[2])
         return taken(reply[1])
