@@ -50,6 +50,7 @@ from jobbalancer.bench.measure import free_port, jb_command
 from jobbalancer.job import Options, Spec
 from jobbalancer.keys import INBOX_GROUP, Keys
 from jobbalancer.server import EmbeddedRedis
+from jobbalancer.views import job_events
 
 HERE = Path(__file__).resolve().parent
 STAGED = f"{PREFIX}:staged-inbox"
@@ -134,7 +135,7 @@ def consume(r: redis.Redis, fleet: Fleet, jobs: int, since_ms: int) -> int:
     while done < jobs:
         reply: Any = r.xread({keys.events: last_id}, count=20_000, block=100)
         rows = reply[0][1] if reply else []
-        assigned = [(f["id"], f["worker"]) for _, f in rows if f.get("status") == "assigned"]
+        assigned = [(f["id"], f["worker"]) for _, f in job_events(rows) if f["status"] == "assigned"]
         if rows:
             last_id = rows[-1][0]
         settled, newest = fleet.settle(assigned) if assigned else (0, 0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import redis
@@ -107,15 +107,17 @@ class Views:
         return dict(zip(queues, pipe.execute() if queues else [], strict=True))
 
     def events(self, after: str, block_ms: int | None = None, count: int = 500) -> list[tuple[str, dict[str, str]]]:
-        """Job state changes (``id``, ``status``, ``worker``) after stream id ``after``, waiting up to ``block_ms``."""
+        """Job state changes (``id``, ``status``, ``worker``) in the (at most ``count``) entries after
+        stream id ``after``, waiting up to ``block_ms``; the changes of one entry share its id."""
         reply: Any = self.redis.xread({self.keys.events: after}, count=count, block=block_ms)
-        return [(str(entry), dict(fields)) for _key, entries in reply or [] for entry, fields in entries]
+        return job_events(entry for _key, entries in reply or [] for entry in entries)
 
     def recent_events(self, count: int = 100, job_id: str | None = None) -> list[tuple[str, dict[str, str]]]:
-        """The latest ``count`` events, oldest first; of one job, among the last 10,000 events."""
+        """The latest ``count`` job state changes, oldest first; of one job, among the last 10,000 entries."""
         entries: Any = self.redis.xrevrange(self.keys.events, count=10_000 if job_id else count)
-        mine = [(str(entry), dict(fields)) for entry, fields in entries if job_id is None or fields.get("id") == job_id]
-        return mine[:count][::-1]
+        changes = job_events(reversed(entries))
+        mine = [(entry, fields) for entry, fields in changes if job_id is None or fields["id"] == job_id]
+        return mine[-count:]
 
     def workers(self) -> list[dict[str, Any]]:
         """Every registered worker with its facts, load and heartbeat age (Redis's clock)."""
@@ -131,6 +133,20 @@ class Views:
             worker_info(name, score, raw, now_ms, timeout_s)
             for (name, score), raw in zip(names, pipe.execute(), strict=True)
         ]
+
+
+def job_events(entries: Iterable[tuple[str, Mapping[str, str]]]) -> list[tuple[str, dict[str, str]]]:
+    """Each job's state change in ``<p>:events`` entries, in order: ``(entry id, {id, status, worker})``.
+
+    An entry names every job that changed to one status on one worker in one script call (``ids``,
+    space-separated); entries written before that named one (``id``).
+    """
+    changes = []
+    for entry, fields in entries:
+        status, worker = fields.get("status", ""), fields.get("worker", "")
+        for job_id in fields.get("ids", fields.get("id", "")).split():
+            changes.append((str(entry), {"id": job_id, "status": status, "worker": worker}))
+    return changes
 
 
 def _readable(job_id: str, raw: Mapping[str, str]) -> Record | None:

@@ -33,21 +33,50 @@ local function lease_ok(token)
   return token == '' or redis.call('GET', P .. ':leader') == token
 end
 
--- (Numbers given to redis.call are formatted with snprintf: constants are passed as strings.)
-local function event(id, status, worker)
-  redis.call('XADD', P .. ':events', 'MAXLEN', '~', '10000', '*', 'id', id, 'status', status, 'worker', worker or '')
-end
-
 local function dead(id, reason, raw)
   local _, secs = clock()
   redis.call('XADD', P .. ':dead', 'MAXLEN', '~', '100000', '*', 'id', id or '', 'reason', reason, 'raw', raw or '', 'at', secs)
 end
 
--- Writes a batch of jobs (take.lua, complete.lua) makes once for all of them: between
--- batch_begin() and batch_end(), drop_entry and the statistics collect here instead of writing
--- at once (XACK and XDEL take many ids; HINCRBYs of one field add up). Every script that opens a
--- batch ends it; others write as they go.
+-- Writes a batch of jobs (submit.lua, dispatch.lua, take.lua, complete.lua) makes once for all of
+-- them: between batch_begin() and batch_end(), drop_entry, the statistics and the events collect
+-- here instead of writing at once (XACK and XDEL take many ids; HINCRBYs of one field add up; one
+-- event entry names every job that changed to one status on one worker). Every script that opens
+-- a batch ends it; others write as they go. A script that fails midway loses what it collected
+-- (its writes so far stay): statistics and events are a record of what happened, never the
+-- state a decision reads.
 local drops, stats_pending = nil, nil
+
+-- Job state changes in <p>:events (capped): each entry names its jobs (ids, space-separated; an id
+-- has no spaces), their new status and the worker ('' for none). In a batch, one entry per status
+-- and worker, in the order each first appeared; a job with a second change in the same batch
+-- writes out what was collected first, so each job's changes keep their order in the stream.
+-- (Numbers given to redis.call are formatted with snprintf: constants are passed as strings.)
+local events_pending, events_order, events_jobs = nil, nil, nil
+
+local function event_entry(ids, status, worker)
+  redis.call('XADD', P .. ':events', 'MAXLEN', '~', '10000', '*', 'ids', ids, 'status', status, 'worker', worker)
+end
+
+local function events_flush()
+  for _, group in ipairs(events_order) do event_entry(table.concat(group, ' '), group.status, group.worker) end
+  events_pending, events_order, events_jobs = {}, {}, {}
+end
+
+local function event(id, status, worker)
+  worker = worker or ''
+  if not events_pending then return event_entry(id, status, worker) end
+  if events_jobs[id] then events_flush() end
+  events_jobs[id] = true
+  local key = status .. ' ' .. worker
+  local group = events_pending[key]
+  if not group then
+    group = {status = status, worker = worker}
+    events_pending[key] = group
+    events_order[#events_order + 1] = group
+  end
+  group[#group + 1] = id
+end
 
 -- Ack entries of a worker's stream in its group, then delete them. The group may be gone when the
 -- stream was reclaimed, hence pcall. A deleted entry is a freed slot: counted in <p>:freed, which
@@ -83,18 +112,19 @@ local function stats_add(field, n)
   end
 end
 
-local function batch_begin() drops, stats_pending = {}, {} end
+local function batch_begin() drops, stats_pending, events_pending, events_order, events_jobs = {}, {}, {}, {}, {} end
 
 -- Write what the batch collected so far; the batch stays open.
 local function batch_flush()
   for worker, entries in pairs(drops) do drop_entries(worker, entries) end
   for field, n in pairs(stats_pending) do redis.call('HINCRBY', P .. ':stats', field, n) end
+  events_flush()
   drops, stats_pending = {}, {}
 end
 
 local function batch_end()
   batch_flush()
-  drops, stats_pending = nil, nil
+  drops, stats_pending, events_pending, events_order, events_jobs = nil, nil, nil, nil, nil
 end
 
 -- A freed slot or a newly waiting job wakes the balancer through a tick in its inbox. One tick

@@ -15,6 +15,7 @@
 if not lease_ok(ARGV[2]) then return redis.error_reply('FENCED lease lost') end
 local inbox = P .. ':inbox'
 local res, acks = {}, {}
+batch_begin()  -- one event entry per worker for the jobs assigned to it
 
 local registered = {}
 local function registered_worker(w)
@@ -166,4 +167,5 @@ elseif pending then
   end
   if bound then redis.call('XTRIM', inbox, 'MINID', bound) end
 end
+batch_end()
 return res

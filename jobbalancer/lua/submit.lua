@@ -89,7 +89,9 @@ if (#ARGV - 1) % 9 ~= 0 then
   return redis.error_reply('ERR submit.lua takes the prefix, then 9 arguments per job; got ' .. (#ARGV - 1))
 end
 local replies = {}
+batch_begin()  -- one event entry for all the jobs queued
 for i = 2, #ARGV - 8, 9 do
   replies[#replies + 1] = submit(unpack(ARGV, i, i + 8))
 end
+batch_end()
 return replies

@@ -78,9 +78,12 @@ def cluster(client: Client, since: str | None) -> Iterator[str]:
                 for change in worker_changes(known, client.workers()):
                     last_sent = now
                     yield message("worker", change)
-            for entry_id, fields in client.events(after, BLOCK_MS):
+            changes = client.events(after, BLOCK_MS)
+            for i, (entry_id, fields) in enumerate(changes):
                 after, last_sent = entry_id, time.monotonic()
-                yield message("job", event_out(entry_id, fields), entry_id)
+                # an entry's changes share its id: a resume point only after the last of them
+                whole = i + 1 == len(changes) or changes[i + 1][0] != entry_id
+                yield message("job", event_out(entry_id, fields), entry_id if whole else None)
             if time.monotonic() - last_sent > KEEPALIVE_S:
                 last_sent = time.monotonic()
                 yield ": keep-alive\n\n"

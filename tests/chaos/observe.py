@@ -11,6 +11,8 @@ from typing import Any
 import psutil
 import redis
 
+from jobbalancer.views import job_events
+
 
 @dataclass(frozen=True)
 class Fault:
@@ -88,10 +90,10 @@ class EventLog:
                 self._stop.wait(0.1)
                 continue
             for _key, entries in reply or []:
-                for entry, fields in entries:
-                    self._last = entry
+                self._last = entries[-1][0]
+                for entry, change in job_events(entries):
                     at = int(entry.split("-")[0]) / 1000
-                    self.events.append(Event(at, fields["id"], fields["status"], fields.get("worker", "")))
+                    self.events.append(Event(at, change["id"], change["status"], change["worker"]))
 
     def caught_up(self) -> bool:
         newest: Any = self._client.xrevrange(self._key, count=1)

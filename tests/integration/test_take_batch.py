@@ -8,6 +8,7 @@ from jobbalancer.balancer.apply import apply_ops
 from jobbalancer.job import Options, Spec, submit_argv
 from jobbalancer.keys import Keys
 from jobbalancer.scripts import Scripts
+from jobbalancer.views import job_events
 
 
 def placed_and_started(r: redis.Redis, scripts: Scripts, keys: Keys, options: list[Options]) -> list[list[str]]:
@@ -52,7 +53,7 @@ def test_a_batch_of_outcomes_frees_each_slot_and_counts_each_job_as_one_by_one(r
     assert [finished(r, keys, status) for status in ("succeeded", "failed")] == [2, 1]  # as /metrics counts
     assert r.hget(f"{prefix}:w:w1", "jobs_done") == "4"
     events: list[tuple[str, dict[str, str]]] = r.xrange(keys.events)  # type: ignore[assignment]
-    statuses = [(f["id"], f["status"]) for _e, f in events]
+    statuses = [(f["id"], f["status"]) for _e, f in job_events(events)]
     for i, last in enumerate(["succeeded", "succeeded", "failed", "queued"]):
         assert [s for job, s in statuses if job == f"j{i}"] == ["queued", "assigned", "running", last]
 

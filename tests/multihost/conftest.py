@@ -20,6 +20,7 @@ import pytest
 import redis
 
 from jobbalancer.server import find_redis_server
+from jobbalancer.views import job_events
 from tests.helpers import wait_for
 from tests.multihost.network import JB, Network, require_tools
 
@@ -151,7 +152,8 @@ class Cluster:
         return [(job, attempt, host, what) for job, attempt, host, what in rows]
 
     def events(self, job_id: str) -> list[dict[str, str]]:
-        return [fields for _entry, fields in self.r.xrange(f"{self.prefix}:events") if fields["id"] == job_id]
+        changes = job_events(self.r.xrange(f"{self.prefix}:events"))  # type: ignore[arg-type]
+        return [change for _entry, change in changes if change["id"] == job_id]
 
     def wait_done(self, ids: list[str], timeout: float) -> dict[str, dict[str, str]]:
         def finished() -> dict[str, dict[str, str]] | None:
