@@ -5,6 +5,7 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import threading
 import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
@@ -23,6 +24,11 @@ def wait_for(predicate: Callable[[], T], timeout: float = 10.0, interval: float 
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what or predicate}")
         time.sleep(interval)
+
+
+def once_printed(marker: Path, action: Callable[[], object]) -> None:
+    """Do ``action`` (from another thread) once the running call has printed and made ``marker``."""
+    threading.Thread(target=lambda: (wait_for(marker.exists, 30, what="the call to print"), action())).start()
 
 
 REPO = Path(__file__).resolve().parent.parent

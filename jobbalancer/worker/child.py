@@ -2,11 +2,14 @@
 
 Started by :mod:`jobbalancer.worker.run_call` as
 ``python -m jobbalancer.worker.child <job_fd> <msg_fd> <worker_pid> <paths JSON>``. It reads one
-JSON line per job from ``job_fd`` (``[id, attempt, func, args, kwargs]``) and writes lines to
-``msg_fd``, each a one-character tag and JSON: ``1"text"`` / ``2"text"`` for output on stdout /
-stderr, then one ``R<result>`` (the call returned) or ``E"error"`` (it raised) per job. Output
-written while no job runs (by a thread a finished job left behind) is dropped. JSON only, never
-pickle: nothing the worker reads can run code in it.
+JSON line per job from ``job_fd`` (``[id, attempt, func, args, kwargs]``), runs them in the order
+sent, and writes lines to ``msg_fd``, each a one-character tag and JSON: ``1"text"`` / ``2"text"``
+for output on stdout / stderr, then one ``R<result>`` (the call returned) or ``E"error"`` (it
+raised) per job. The worker may send a slot's batch of jobs at once: a thread reads them as they
+come, so that a line ``K[id, attempt]`` cancels one of them that has not begun at once, even
+while another runs: it never runs, and ``S[id, attempt]`` says so (a job already begun is the
+worker's to kill). Output written while no job runs (by a thread a finished job left behind) is
+dropped. JSON only, never pickle: nothing the worker reads can run code in it.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ import signal
 import sys
 import threading
 import traceback
+from collections import deque
 from collections.abc import Callable
 from typing import Any, TextIO
 
@@ -57,6 +61,12 @@ class Channel:
             if self._active:
                 self._stream.write(f"{fd}{json.dumps(text)}\n")
                 self._stream.flush()
+
+    def skipped(self, key: tuple[str, str]) -> None:
+        """A job cancelled before it began (it will not run)."""
+        with self._lock:
+            self._stream.write("S" + json.dumps(list(key)) + "\n")
+            self._stream.flush()
 
     def done(self, line: str) -> None:
         """The job's last message; output after it is no job's."""
@@ -163,6 +173,52 @@ class Runner:
             stream.flush()
 
 
+class Inbox:
+    """The jobs the worker sent, read on a thread of their own and run in order; a cancel (``K``)
+    takes out one that has not begun, answered ``S`` at once."""
+
+    def __init__(self, fd: int, channel: Channel) -> None:
+        self._channel = channel
+        self._cond = threading.Condition()
+        self._jobs: deque[tuple[tuple[str, str], list[Any]]] = deque()
+        self._open = True
+        threading.Thread(target=self._read, args=(fd,), name="jb-inbox", daemon=True).start()
+
+    def next(self) -> list[Any] | None:
+        """The next job, waiting for one; None once the worker closed the pipe and none is left."""
+        with self._cond:
+            self._cond.wait_for(lambda: self._jobs or not self._open)
+            return self._jobs.popleft()[1] if self._jobs else None
+
+    def _read(self, fd: int) -> None:
+        partial = b""
+        try:
+            while data := os.read(fd, 1 << 16):
+                *lines, partial = (partial + data).split(b"\n")
+                for line in lines:
+                    self._take(line)
+        finally:
+            with self._cond:
+                self._open = False
+                self._cond.notify()
+
+    def _take(self, line: bytes) -> None:
+        if line[:1] == b"K":
+            job_id, attempt = json.loads(line[1:])
+            key = (str(job_id), str(attempt))
+            with self._cond:
+                for i, (queued, _job) in enumerate(self._jobs):
+                    if queued == key:
+                        del self._jobs[i]
+                        self._channel.skipped(key)
+                        break
+        elif line:
+            job = json.loads(line)
+            with self._cond:
+                self._jobs.append(((str(job[0]), str(job[1])), job))
+                self._cond.notify()
+
+
 def _format(exc: BaseException) -> str:
     """The traceback without this module's own frame."""
     tb = exc.__traceback__.tb_next if exc.__traceback__ is not None else None
@@ -177,10 +233,10 @@ def main(argv: list[str]) -> None:
     for fd in (job_fd, msg_fd):  # a process the job starts must not hold our pipes open
         os.set_inheritable(fd, False)
     sys.path[:0] = paths
-    runner = Runner(Channel(os.fdopen(msg_fd, "w", encoding="utf-8")))
-    with os.fdopen(job_fd, encoding="utf-8") as jobs:
-        for line in jobs:
-            runner.run(json.loads(line))
+    channel = Channel(os.fdopen(msg_fd, "w", encoding="utf-8"))
+    runner, inbox = Runner(channel), Inbox(job_fd, channel)
+    while (job := inbox.next()) is not None:
+        runner.run(job)
 
 
 if __name__ == "__main__":

@@ -164,6 +164,10 @@ class JobRun:
             self._begun = not self._settled
             return self._begun
 
+    @property
+    def begun(self) -> bool:
+        return self._begun
+
     def settle_unbegun(self) -> bool:
         """Claim a job its slot has not begun (it waits behind others of its batch), so that the
         caller records its end now and the slot skips it. False once it has begun."""

@@ -22,7 +22,7 @@ from jobbalancer.errors import InvalidJob
 from jobbalancer.job import Kind, Spec
 from jobbalancer.scripts import Scripts
 from jobbalancer.worker.recorder import Recorder, outcome_args, report
-from jobbalancer.worker.run_call import CallPool, run_call
+from jobbalancer.worker.run_call import CallPool, run_call, run_calls
 from jobbalancer.worker.run_command import run_command
 from jobbalancer.worker.running import Assignment, Context, JobRun, Outcome, StopReason, watchdog_s
 
@@ -57,6 +57,28 @@ def decoded(kind: str, text: str) -> Spec:
     invalid spec raises every time (exceptions are not cached).
     """
     return Spec.decode(kind, text)
+
+
+def spec_of(job: Assignment) -> Spec:
+    """The job's spec; raises InvalidJob."""
+    return decoded(job.kind, job.spec) if len(job.spec) <= CACHED_SPEC_CHARS else Spec.decode(job.kind, job.spec)
+
+
+def calls_only(batch: list[Adopted]) -> list[Spec] | None:
+    """The specs of a batch of two or more call jobs with no older attempt running here, which go
+    to one child together; None for any other batch (run one by one)."""
+    if len(batch) < 2:
+        return None
+    specs = []
+    for run, previous in batch:
+        job = run.assignment
+        if previous is not None or job.kind != Kind.CALL.value:
+            return None
+        try:
+            specs.append(spec_of(job))
+        except InvalidJob:
+            return None  # its failure is recorded by the one-by-one path
+    return specs
 
 
 def share(jobs: list[Assignment], slots: int) -> list[list[Assignment]]:
@@ -142,16 +164,60 @@ class Slots:
         """
         want = len(batch)
         while batch:
-            began = stamped = time.monotonic()
-            ended: list[Ended] = []
-            for i, (run, previous) in enumerate(batch):
-                if i and time.monotonic() - stamped > RESTAMP_S:  # a slow job held the rest back
-                    self._restamp([later for later, _previous in batch[i:]])
-                    stamped = time.monotonic()
-                ended.append((run, self._attempt(run, previous)))
-                run.finish()  # its process is gone: a newer attempt of the job may start
+            began = time.monotonic()
+            specs = calls_only(batch)
+            ended = self._one_by_one(batch) if specs is None else self._calls_together(batch, specs)
             want = self._want = next_take(want, (time.monotonic() - began) / len(batch))
             batch = self._after(ended, want)
+
+    def _one_by_one(self, batch: list[Adopted]) -> list[Ended]:
+        ended: list[Ended] = []
+        stamped = time.monotonic()
+        for i, (run, previous) in enumerate(batch):
+            if i and time.monotonic() - stamped > RESTAMP_S:  # a slow job held the rest back
+                self._restamp([later for later, _previous in batch[i:]])
+                stamped = time.monotonic()
+            ended.append((run, self._attempt(run, previous)))
+            run.finish()  # its process is gone: a newer attempt of the job may start
+        return ended
+
+    def _calls_together(self, batch: list[Adopted], specs: list[Spec]) -> list[Ended]:
+        """A batch of call jobs, sent to one child at once (``run_calls``): the child runs one
+        after another without waiting for this thread in between."""
+        begun = [(run, spec) for (run, _previous), spec in zip(batch, specs, strict=True) if run.begin()]
+        ended: list[Ended] = [(run, None) for run, _previous in batch if not run.begun]  # cancelled while it waited
+        if not begun:
+            return ended
+        runs, run_specs = [run for run, _spec in begun], [spec for _run, spec in begun]
+        stamped = runs[0].started = time.monotonic()
+
+        def on_turn(i: int) -> None:
+            nonlocal stamped
+            if time.monotonic() - stamped > RESTAMP_S:  # a slow job held the rest back
+                self._restamp(runs[i:])
+                stamped = time.monotonic()
+
+        skipped: set[int] = set()
+
+        def on_skipped(i: int, outcome: Outcome | None) -> None:
+            skipped.add(i)
+            job = runs[i].assignment
+            log.info("job %s attempt %s: stopped (%s) before it began", job.id, job.attempt, runs[i].kill_reason)
+            if outcome is not None:  # recorded now, not once the batch ends
+                self._recorder.record(job, outcome)
+
+        try:
+            outcomes = run_calls(runs, run_specs, self._ctx, self._calls, on_turn, on_skipped)
+        except Exception as exc:  # a bug here must fail the jobs, not the worker
+            log.exception("worker %s: running a batch of %d calls failed", self.name, len(runs))
+            outcomes = [Outcome.failed(f"worker error: {type(exc).__name__}: {exc}")] * len(runs)
+        for i, (run, outcome) in enumerate(zip(runs, outcomes, strict=True)):
+            if outcome is None and i not in skipped:
+                job = run.assignment
+                log.info("job %s attempt %s: killed (%s), not recorded", job.id, job.attempt, run.kill_reason)
+            run.finish()
+            ended.append((run, outcome))
+        return ended
 
     def _restamp(self, runs: list[JobRun]) -> None:
         """start.lua 'again' for jobs of a batch that waited: their start time and deadline from now.
@@ -231,9 +297,7 @@ class Slots:
 
     def _run(self, run: JobRun) -> Outcome | None:
         try:
-            job = run.assignment
-            small = len(job.spec) <= CACHED_SPEC_CHARS
-            spec = decoded(job.kind, job.spec) if small else Spec.decode(job.kind, job.spec)
+            spec = spec_of(run.assignment)
         except InvalidJob as exc:
             return Outcome.failed(f"invalid job: {exc}")
         if spec.kind is Kind.COMMAND:

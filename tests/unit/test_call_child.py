@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import threading
 import time
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import fakeredis
-import pytest
 
 from jobbalancer.config import Settings
 from jobbalancer.job import EXIT_CANCELLED, EXIT_TIMED_OUT, Spec, Status
@@ -18,57 +15,11 @@ from jobbalancer.scripts import Scripts
 from jobbalancer.worker.guardian import Guardian
 from jobbalancer.worker.run_call import CallPool, run_call
 from jobbalancer.worker.running import Assignment, Context, JobRun, Outcome, StopReason
-from tests.helpers import wait_for
-
-TASKS = """
-import os, threading, time
-
-def pid():
-    print('pid', end='')
-    return os.getpid()
-
-def slow(seconds, marker=None):
-    print('before', flush=True)
-    if marker:
-        open(marker, 'w').close()
-    time.sleep(seconds)
-    return 'too late'
-
-def leak(marker):
-    def late():
-        time.sleep(0.2)
-        print('late, from a finished job')
-        open(marker, 'w').close()
-    threading.Thread(target=late).start()
-    return 'left a thread'
-
-def boom():
-    raise ValueError('nope')
-
-def big(n):
-    print('x' * n)
-    return 'y' * n
-
-def value():
-    return {'b': [1, 2.5, None, True], 'a': 'd\\u00e9j\\u00e0 vu', '3': 1e16}
-"""
-
-
-@pytest.fixture
-def pool(tmp_path: Path) -> Iterator[CallPool]:
-    (tmp_path / "call_tasks.py").write_text(TASKS)
-    calls = CallPool(str(tmp_path), [str(tmp_path)], Guardian())  # not started: watches nothing
-    yield calls
-    calls.close()
+from tests.helpers import once_printed, wait_for
 
 
 def job_run(watchdog_s: float | None = None) -> JobRun:
     return JobRun(Assignment("1-0", "j1", "1", "call", "{}", watchdog_s))
-
-
-def once_printed(marker: Path, action: Callable[[], object]) -> None:
-    """Do ``action`` (from another thread) once the running call has printed and made ``marker``."""
-    threading.Thread(target=lambda: (wait_for(marker.exists, 30, what="the call to print"), action())).start()
 
 
 def call(pool: CallPool, func: str, *args: object, run: JobRun | None = None) -> Outcome:

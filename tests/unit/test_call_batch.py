@@ -1,0 +1,123 @@
+"""A slot's batch of call jobs sent to one child at once (``run_calls``): order, cancels, kills, deaths."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import fakeredis
+
+from jobbalancer.config import Settings
+from jobbalancer.job import EXIT_CANCELLED, EXIT_TIMED_OUT, Spec, Status
+from jobbalancer.keys import Keys
+from jobbalancer.scripts import Scripts
+from jobbalancer.worker.guardian import Guardian
+from jobbalancer.worker.run_call import CallPool, run_calls
+from jobbalancer.worker.running import Assignment, Context, JobRun, Outcome, StopReason
+from tests.helpers import once_printed, wait_for
+
+
+def runs(n: int, watchdog_s: float | None = None) -> list[JobRun]:
+    return [JobRun(Assignment(f"{i}-0", f"j{i}", "1", "call", "{}", watchdog_s)) for i in range(n)]
+
+
+class Batch:
+    """run_calls over ``calls`` (function, args), noting each turn and each job skipped, with when."""
+
+    def __init__(self, calls: list[tuple[str, tuple[object, ...]]], jobs: list[JobRun] | None = None) -> None:
+        client = fakeredis.FakeRedis(decode_responses=True)
+        self.ctx = Context(client, Scripts(client), Keys("t"), "w1", settings=Settings, guardian=Guardian())
+        self.specs = [Spec.for_call(func, args) for func, args in calls]
+        self.runs = jobs or runs(len(calls))
+        self.turns: list[int] = []
+        self.skipped: dict[int, tuple[Outcome | None, float]] = {}
+
+    def run(self, calls: CallPool) -> list[Outcome | None]:
+        return run_calls(
+            self.runs,
+            self.specs,
+            self.ctx,
+            calls,
+            self.turns.append,
+            lambda i, outcome: self.skipped.__setitem__(i, (outcome, time.monotonic())),
+        )
+
+
+def test_the_jobs_of_a_batch_run_in_order_in_one_child_each_with_its_own_output(pool: CallPool, tmp_path: Path) -> None:
+    marks = [tmp_path / f"m{i}" for i in range(5)]
+    batch = Batch([("call_tasks:touch", (str(mark), f"job {i}")) for i, mark in enumerate(marks)])
+    outcomes = batch.run(pool)
+    assert [o.status if o else None for o in outcomes] == [Status.SUCCEEDED] * 5
+    assert [o.stdout if o else None for o in outcomes] == [f"job {i}" for i in range(5)]
+    assert len({o.result if o else None for o in outcomes}) == 1  # one child ran them all
+    assert batch.turns == [1, 2, 3, 4] and all(mark.exists() for mark in marks)
+    assert [run.started for run in batch.runs] == sorted(run.started for run in batch.runs)
+
+
+def test_a_cancel_of_a_job_behind_a_slow_one_ends_it_at_once_and_it_never_runs(pool: CallPool, tmp_path: Path) -> None:
+    printed, never, after = tmp_path / "printed", tmp_path / "never", tmp_path / "after"
+    batch = Batch(
+        [
+            ("call_tasks:slow", (1.5, str(printed))),
+            ("call_tasks:touch", (str(never),)),
+            ("call_tasks:touch", (str(after),)),
+        ]
+    )
+    victim = batch.runs[1]
+    once_printed(printed, lambda: victim.request_kill(StopReason.CANCEL))
+    began = time.monotonic()
+    outcomes = batch.run(pool)
+    (outcome, at), *_ = batch.skipped.values()
+    assert list(batch.skipped) == [1] and outcome is not None
+    assert (outcome.status, outcome.exit_code) == (Status.CANCELLED, EXIT_CANCELLED)
+    assert at - began < 1.2  # while the slow job still ran, not in the victim's turn
+    assert outcomes[1] is None and not never.exists()  # recorded through on_skipped only; it never ran
+    assert [o.status if o else None for o in (outcomes[0], outcomes[2])] == [Status.SUCCEEDED] * 2
+    assert after.exists() and batch.turns == [2]
+
+
+def test_a_watchdog_kill_sends_the_jobs_behind_to_a_fresh_child(pool: CallPool, tmp_path: Path) -> None:
+    batch = Batch(
+        [("call_tasks:pid", ()), ("call_tasks:slow", (60,)), ("call_tasks:pid", ()), ("call_tasks:pid", ())],
+        [*runs(1), JobRun(Assignment("1-0", "j1", "1", "call", "{}", 1.0)), *runs(4)[2:]],
+    )
+    outcomes = batch.run(pool)
+    first, killed, *rest = outcomes
+    assert killed is not None and (killed.status, killed.exit_code, killed.stdout) == (
+        Status.TIMED_OUT,
+        EXIT_TIMED_OUT,
+        "before\n",
+    )
+    assert first is not None and all(o is not None and o.status is Status.SUCCEEDED for o in rest)
+    assert rest[0].result == rest[1].result != first.result  # type: ignore[union-attr]  (a fresh child)
+
+
+def test_a_child_that_dies_fails_its_job_only(pool: CallPool, tmp_path: Path) -> None:
+    mark = tmp_path / "after"
+    outcomes = Batch([("call_tasks:pid", ()), ("call_tasks:die", ()), ("call_tasks:touch", (str(mark),))]).run(pool)
+    assert [o.status if o else None for o in outcomes] == [Status.SUCCEEDED, Status.FAILED, Status.SUCCEEDED]
+    assert outcomes[1] is not None and outcomes[1].error == "worker child died (exit code 3)"
+    assert mark.exists()
+
+
+def test_jobs_asked_to_stop_before_the_batch_was_sent_never_run(pool: CallPool, tmp_path: Path) -> None:
+    marks = [tmp_path / f"m{i}" for i in range(3)]
+    batch = Batch([("call_tasks:touch", (str(mark),)) for mark in marks])
+    batch.runs[0].request_kill(StopReason.SHUTDOWN)  # handed back: not recorded
+    outcomes = batch.run(pool)
+    assert outcomes[0] is None and not marks[0].exists()
+    assert all(o is not None and o.status is Status.SUCCEEDED for o in outcomes[1:]) and marks[2].exists()
+
+
+def test_a_stop_of_every_job_ends_the_batch_without_running_the_rest(pool: CallPool, tmp_path: Path) -> None:
+    printed, marks = tmp_path / "printed", [tmp_path / f"m{i}" for i in range(3)]
+    batch = Batch([("call_tasks:slow", (60, str(printed))), *[("call_tasks:touch", (str(m),)) for m in marks]])
+
+    def stop_all() -> None:
+        for run in batch.runs:
+            run.request_kill(StopReason.SHUTDOWN)
+
+    threading.Thread(target=lambda: (wait_for(printed.exists, 30, what="the call to print"), stop_all())).start()
+    outcomes = batch.run(pool)
+    assert outcomes == [None] * 4 and not any(mark.exists() for mark in marks)
