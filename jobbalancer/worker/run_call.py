@@ -342,7 +342,11 @@ class _Batch:
             if line[:1] != b"S":
                 self.lines.append(line)
                 continue
-            key = json.loads(line[1:])
+            try:
+                key = json.loads(line[1:])
+            except ValueError:
+                log.warning("worker child %s sent a line it should not: %.200r", self.child.pid, line)
+                continue
             for i in self._cancelled.difference(self.skipped):
                 if [self.runs[i].assignment.id, self.runs[i].assignment.attempt] == key:
                     self.skipped.add(i)
