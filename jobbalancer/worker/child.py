@@ -7,9 +7,10 @@ sent, and writes lines to ``msg_fd``, each a one-character tag and JSON: ``1"tex
 for output on stdout / stderr, then one ``R<result>`` (the call returned) or ``E"error"`` (it
 raised) per job. The worker may send a slot's batch of jobs at once: a thread reads them as they
 come, so that a line ``K[id, attempt]`` cancels one of them that has not begun at once, even
-while another runs: it never runs, and ``S[id, attempt]`` says so (a job already begun is the
-worker's to kill). Output written while no job runs (by a thread a finished job left behind) is
-dropped. JSON only, never pickle: nothing the worker reads can run code in it.
+while another runs: it never runs, and ``S[id, attempt]`` says so; ``B[id, attempt]`` answers
+for a job that had already begun (or ended): that one is the worker's to kill. Output written
+while no job runs (by a thread a finished job left behind) is dropped. JSON only, never pickle:
+nothing the worker reads can run code in it.
 """
 
 from __future__ import annotations
@@ -62,10 +63,10 @@ class Channel:
                 self._stream.write(f"{fd}{json.dumps(text)}\n")
                 self._stream.flush()
 
-    def skipped(self, key: tuple[str, str]) -> None:
-        """A job cancelled before it began (it will not run)."""
+    def answer(self, tag: bytes, key: tuple[str, str]) -> None:
+        """The answer to a cancel: ``S`` it was skipped (it will not run), ``B`` it had begun."""
         with self._lock:
-            self._stream.write("S" + json.dumps(list(key)) + "\n")
+            self._stream.write(tag.decode() + json.dumps(list(key)) + "\n")
             self._stream.flush()
 
     def done(self, line: str) -> None:
@@ -207,11 +208,10 @@ class Inbox:
             job_id, attempt = json.loads(line[1:])
             key = (str(job_id), str(attempt))
             with self._cond:
-                for i, (queued, _job) in enumerate(self._jobs):
-                    if queued == key:
-                        del self._jobs[i]
-                        self._channel.skipped(key)
-                        break
+                found = [i for i, (queued, _job) in enumerate(self._jobs) if queued == key]
+                for i in found:
+                    del self._jobs[i]
+                self._channel.answer(b"S" if found else b"B", key)
         elif line:
             job = json.loads(line)
             with self._cond:

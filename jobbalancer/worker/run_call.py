@@ -315,9 +315,10 @@ class _Batch:
         self.specs = specs
         self.first = first
         self.lines: deque[bytes] = deque()  # read from the child, not yet taken by a job
-        self.skipped: set[int] = set()  # cancelled in the child before they began (it said S)
+        self.cancelled: set[int] = set()  # jobs whose K line was sent; the child answers each:
+        self.skipped: set[int] = set()  # S: taken out before they began (they never run)
+        self.begun: set[int] = set()  # B: they had begun (or ended) when the K came
         self._skip = skip
-        self._cancelled: set[int] = set()  # jobs whose K line was sent
 
     def send(self) -> bool:
         """Every job from ``first`` on, in one write; False if the child is gone."""
@@ -332,14 +333,15 @@ class _Batch:
         """Send a K line for each job behind ``current`` that was asked to stop since it was sent."""
         for i in range(current + 1, len(self.runs)):
             job = self.runs[i].assignment
-            if self.runs[i].kill_reason is not None and i not in self._cancelled:
-                self._cancelled.add(i)
+            if self.runs[i].kill_reason is not None and i not in self.cancelled:
+                self.cancelled.add(i)
                 self.child.send(b"K" + json.dumps([job.id, job.attempt]).encode() + b"\n")
 
     def add(self, lines: list[bytes]) -> None:
-        """Lines read from the child: an S (a job cancelled before it began) is taken at once."""
+        """Lines read from the child; the answers to cancels (S, B) are taken at once."""
         for line in lines:
-            if line[:1] != b"S":
+            tag = line[:1]
+            if tag not in (b"S", b"B"):
                 self.lines.append(line)
                 continue
             try:
@@ -347,10 +349,15 @@ class _Batch:
             except ValueError:
                 log.warning("worker child %s sent a line it should not: %.200r", self.child.pid, line)
                 continue
-            for i in self._cancelled.difference(self.skipped):
+            for i in self.cancelled - self.skipped - self.begun:
                 if [self.runs[i].assignment.id, self.runs[i].assignment.attempt] == key:
-                    self.skipped.add(i)
-                    self._skip(i)
+                    (self.skipped if tag == b"S" else self.begun).add(i)
+                    if tag == b"S":
+                        self._skip(i)
+
+    def unanswered(self, i: int) -> bool:
+        """Whether job ``i`` was cancelled in the child and the child has not said yet if it began."""
+        return i in self.cancelled and i not in self.skipped and i not in self.begun
 
 
 def _job_line(job: Assignment, spec: Spec) -> bytes:
@@ -368,13 +375,15 @@ def await_call(batch: _Batch, current: int, call: _Call) -> StopReason | None:
     watchdog = run.assignment.watchdog_s
     deadline = None if watchdog is None else run.started + watchdog
     while True:
+        if current in batch.skipped:  # the child took it out: it never began (no line is its)
+            return None
         while batch.lines:
             if call.take(batch.lines.popleft()):
                 return None
         if deadline is not None and time.monotonic() >= deadline:
             run.request_kill(StopReason.WATCHDOG)
         reason = run.kill_reason
-        if reason is not None:
+        if reason is not None and not batch.unanswered(current):  # else: skipped, or begun? the child says
             child.kill(call.ctx.settings().kill_grace)
             batch.add(child.drain())  # what it wrote before it died
             return reason
@@ -457,6 +466,8 @@ def _run_in_child(
             on_turn(i)
         call = _Call(ctx, run.assignment.id)
         reason = await_call(batch, i, call) if sent else None
+        if i in batch.skipped:
+            continue
         if reason is None and call.done:
             end(i, call.ended())
             continue

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from pathlib import Path
@@ -13,7 +14,7 @@ from jobbalancer.job import EXIT_CANCELLED, EXIT_TIMED_OUT, Spec, Status
 from jobbalancer.keys import Keys
 from jobbalancer.scripts import Scripts
 from jobbalancer.worker.guardian import Guardian
-from jobbalancer.worker.run_call import CallPool, run_calls
+from jobbalancer.worker.run_call import CallPool, Child, run_calls
 from jobbalancer.worker.running import Assignment, Context, JobRun, Outcome, StopReason
 from tests.helpers import once_printed, wait_for
 
@@ -121,3 +122,21 @@ def test_a_stop_of_every_job_ends_the_batch_without_running_the_rest(pool: CallP
     threading.Thread(target=lambda: (wait_for(printed.exists, 30, what="the call to print"), stop_all())).start()
     outcomes = batch.run(pool)
     assert outcomes == [None] * 4 and not any(mark.exists() for mark in marks)
+
+
+def test_the_child_answers_each_cancel_skipped_or_begun(tmp_path: Path) -> None:
+    (tmp_path / "call_tasks.py").write_text(
+        "import time\n\ndef slow(marker):\n    open(marker, 'w').close()\n    time.sleep(60)\n"
+    )
+    marker = tmp_path / "running"
+    child = Child(str(tmp_path), [str(tmp_path)])
+    try:
+        jobs = [["j0", "1", "call_tasks:slow", [str(marker)], {}], ["j1", "1", "call_tasks:slow", ["x"], {}]]
+        assert child.send(b"".join(json.dumps(job).encode() + b"\n" for job in jobs))
+        wait_for(marker.exists, 30, what="the first job to begin")
+        assert child.send(b'K["j1", "1"]\nK["j0", "1"]\nK["j9", "1"]\n')  # behind it; running; unknown
+        answers: list[bytes] = []
+        wait_for(lambda: answers.extend(child.read(1.0) or []) or len(answers) >= 3, 30, what="three answers")
+        assert answers == [b'S["j1", "1"]', b'B["j0", "1"]', b'B["j9", "1"]']
+    finally:
+        child.close()
