@@ -35,6 +35,7 @@ from jobbalancer.worker.running import Assignment, Context, JobRun, Outcome, Sto
 log = logging.getLogger("jobbalancer.worker")
 
 _READ_BYTES = 1 << 16
+ANSWER_WAIT_S = 0.05  # at most between looks while a child's answer to a cancel is due
 
 
 class Wake(threading.Event):
@@ -388,7 +389,9 @@ def await_call(batch: _Batch, current: int, call: _Call) -> StopReason | None:
             batch.add(child.drain())  # what it wrote before it died
             return reason
         batch.cancel_waiting(current)
-        lines = child.read(None if deadline is None else deadline - time.monotonic())
+        # waiting for the child's answer after the deadline: no busy loop, its line wakes the read
+        floor = ANSWER_WAIT_S if batch.unanswered(current) else 0.0
+        lines = child.read(None if deadline is None else max(floor, deadline - time.monotonic()))
         if lines is None:
             return None
         batch.add(lines)
