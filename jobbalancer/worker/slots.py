@@ -1,7 +1,8 @@
 """A slot's thread: run a batch of jobs, record them and take the next batch in one round trip, repeat.
 
 A batch is one job, or, while the slot's jobs are short, up to MAX_TAKE jobs started together by
-``take.lua`` and run one after another (see :func:`next_take`).
+``take.lua`` and run one after another (see :func:`next_take`); a batch of call jobs is sent to
+the slot's child in one write (:func:`jobbalancer.worker.run_call.run_calls`).
 
 A mixin of :class:`jobbalancer.worker.loop.Worker`; it uses the worker's lock, its table of
 running jobs and its connection.
