@@ -1,4 +1,4 @@
-"""Call jobs in pooled children, driven by the slot thread (no reader thread): kills, output, results."""
+"""Call jobs in pooled children, driven by the slot thread (no reader thread in the worker): kills, output, results."""
 
 from __future__ import annotations
 
