@@ -34,12 +34,12 @@ from jobbalancer.errors import JobBalancerError, RedisUnavailable
 from jobbalancer.job import EXIT_CANCELLED, Status
 from jobbalancer.keys import WORKER_GROUP, Keys
 from jobbalancer.scripts import Scripts
+from jobbalancer.worker.call_pool import CallPool
 from jobbalancer.worker.control import Blocking, Control
 from jobbalancer.worker.guardian import Guardian
 from jobbalancer.worker.heartbeat import Heartbeat
 from jobbalancer.worker.intake import Intake
 from jobbalancer.worker.recorder import Recorder
-from jobbalancer.worker.run_call import CallPool
 from jobbalancer.worker.running import Assignment, Context, JobRun, Outcome, StopReason
 
 log = logging.getLogger("jobbalancer.worker")

@@ -22,8 +22,9 @@ import redis
 from jobbalancer.errors import InvalidJob
 from jobbalancer.job import Kind, Spec
 from jobbalancer.scripts import Scripts
+from jobbalancer.worker.call_pool import CallPool
 from jobbalancer.worker.recorder import Recorder, outcome_args, report
-from jobbalancer.worker.run_call import CallPool, run_call, run_calls
+from jobbalancer.worker.run_call import run_call, run_calls
 from jobbalancer.worker.run_command import run_command
 from jobbalancer.worker.running import Assignment, Context, JobRun, Outcome, StopReason, watchdog_s
 

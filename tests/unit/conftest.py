@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from jobbalancer.worker.call_pool import CallPool
 from jobbalancer.worker.guardian import Guardian
-from jobbalancer.worker.run_call import CallPool
 
 TASKS = """
 import os, threading, time

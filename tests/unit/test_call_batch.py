@@ -13,8 +13,9 @@ from jobbalancer.config import Settings
 from jobbalancer.job import EXIT_CANCELLED, EXIT_TIMED_OUT, Spec, Status
 from jobbalancer.keys import Keys
 from jobbalancer.scripts import Scripts
+from jobbalancer.worker.call_pool import CallPool, Child
 from jobbalancer.worker.guardian import Guardian
-from jobbalancer.worker.run_call import CallPool, Child, run_calls
+from jobbalancer.worker.run_call import run_calls
 from jobbalancer.worker.running import Assignment, Context, JobRun, Outcome, StopReason
 from tests.helpers import once_printed, wait_for
 

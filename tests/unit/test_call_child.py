@@ -12,8 +12,9 @@ from jobbalancer.config import Settings
 from jobbalancer.job import EXIT_CANCELLED, EXIT_TIMED_OUT, Spec, Status
 from jobbalancer.keys import Keys
 from jobbalancer.scripts import Scripts
+from jobbalancer.worker.call_pool import CallPool
 from jobbalancer.worker.guardian import Guardian
-from jobbalancer.worker.run_call import CallPool, run_call
+from jobbalancer.worker.run_call import run_call
 from jobbalancer.worker.running import Assignment, Context, JobRun, Outcome, StopReason
 from tests.helpers import once_printed, wait_for
 

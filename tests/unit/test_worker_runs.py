@@ -17,9 +17,10 @@ from jobbalancer.config import Settings
 from jobbalancer.job import Spec, Status
 from jobbalancer.keys import Keys
 from jobbalancer.scripts import Scripts
+from jobbalancer.worker.call_pool import CallPool
 from jobbalancer.worker.guardian import Guardian
 from jobbalancer.worker.kill import kill_tree
-from jobbalancer.worker.run_call import CallPool, run_call
+from jobbalancer.worker.run_call import run_call
 from jobbalancer.worker.running import Assignment, Context, JobRun, StopReason, supervise
 from tests.helpers import wait_for
 
