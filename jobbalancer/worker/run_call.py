@@ -253,14 +253,12 @@ def _run_in_child(
             died, code = child.how_it_died(), child.proc.returncode
             end(i, Outcome.failed(f"worker child died ({died})", 128 - code if code < 0 else code, call.out))
             return i + 1
-        return _killed(batch, i, call, reason, ctx, end) + 1
+        return _killed(batch, i, call, ctx, end) + 1
     pool.release(child)
     return len(batch.runs)
 
 
-def _killed(
-    batch: _Batch, i: int, call: _Call, reason: StopReason, ctx: Context, end: Callable[[int, Outcome | None], None]
-) -> int:
+def _killed(batch: _Batch, i: int, call: _Call, ctx: Context, end: Callable[[int, Outcome | None], None]) -> int:
     """The outcomes once the child was killed for job ``i``; returns the last job the child began.
 
     The kill may land just after the job ended: its end is then among the lines the child left,
@@ -282,8 +280,8 @@ def _killed(
         end(i, call.ended())
         return i
     call.close()
-    if run is killed:
-        end(i, killed_outcome(run, reason, call.output()))
+    if run.kill_reason is not None:  # the job killed (or a later one that was asked to stop too)
+        end(i, killed_outcome(run, run.kill_reason, call.output()))
     else:
         why = f"its worker child was killed as it began (for job {killed.assignment.id}, which had just ended)"
         end(i, Outcome.failed(why, 128 + signal.SIGKILL, call.out))

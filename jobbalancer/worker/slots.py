@@ -61,6 +61,11 @@ def decoded(kind: str, text: str) -> Spec:
     return Spec.decode(kind, text)
 
 
+def worker_error(exc: Exception) -> Outcome:
+    """The outcome of a job the worker failed to run (a bug here must fail the job, not the worker)."""
+    return Outcome.failed(f"worker error: {type(exc).__name__}: {exc}")
+
+
 def spec_of(job: Assignment) -> Spec:
     """The job's spec; raises InvalidJob."""
     return decoded(job.kind, job.spec) if len(job.spec) <= CACHED_SPEC_CHARS else Spec.decode(job.kind, job.spec)
@@ -212,7 +217,7 @@ class Slots:
             outcomes = run_calls(runs, run_specs, self._ctx, self._calls, on_turn, on_skipped)
         except Exception as exc:  # a bug here must fail the jobs, not the worker
             log.exception("worker %s: running a batch of %d calls failed", self.name, len(runs))
-            outcomes = [Outcome.failed(f"worker error: {type(exc).__name__}: {exc}")] * len(runs)
+            outcomes = [worker_error(exc)] * len(runs)
         for i, (run, outcome) in enumerate(zip(runs, outcomes, strict=True)):
             if outcome is None and i not in skipped:
                 job = run.assignment
@@ -249,7 +254,7 @@ class Slots:
             return outcome
         except Exception as exc:  # a bug here must fail the job, not the worker
             log.exception("job %s attempt %s: the worker failed running it", job.id, job.attempt)
-            return Outcome.failed(f"worker error: {type(exc).__name__}: {exc}")
+            return worker_error(exc)
 
     def _after(self, ended: list[Ended], want: int) -> list[Adopted]:
         """Record the outcomes; while the worker takes jobs, take up to ``want`` more for this slot.
