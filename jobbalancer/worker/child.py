@@ -208,9 +208,8 @@ class Inbox:
             job_id, attempt = json.loads(line[1:])
             key = (str(job_id), str(attempt))
             with self._cond:
-                found = [i for i, (queued, _job) in enumerate(self._jobs) if queued == key]
-                for i in found:
-                    del self._jobs[i]
+                kept = deque(item for item in self._jobs if item[0] != key)
+                found, self._jobs = len(kept) < len(self._jobs), kept
                 self._channel.answer(b"S" if found else b"B", key)
         elif line:
             job = json.loads(line)
