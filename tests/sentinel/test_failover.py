@@ -78,14 +78,17 @@ def fail_over(setup: SentinelSetup, cut: bool) -> Failover:
     try:
         wait_for(lambda: all(f.count("healthy", "accepted") >= 10 for f in feeds), 20, what="10 jobs from each feed")
         if cut:
-            for feed in feeds:
-                feed.phase = "cut"
             setup.cut_replication()
-            wait_for(
-                lambda: plain.count("cut", "accepted") >= 5 and safe.count("cut", "unconfirmed") >= 2,
-                20,
-                what=f"submits while replication is cut; so far {plain.tally()} and {safe.tally()}",
-            )
+            for feed in feeds:  # after the cut: a submit tagged "cut" began once nothing replicated
+                feed.phase = "cut"
+            try:
+                wait_for(
+                    lambda: plain.count("cut", "accepted") >= 5 and safe.count("cut", "unconfirmed") >= 2,
+                    20,
+                    what="submits while replication is cut",
+                )
+            except AssertionError as exc:  # the tallies as they stand now, not as the wait began
+                raise AssertionError(f"{exc}; by then {plain.tally()} and {safe.tally()}") from None
         for feed in feeds:
             feed.phase = "failover"
         assert setup.primary_port() == setup.first_primary_port(), "a failover before the kill: the machine is too busy"

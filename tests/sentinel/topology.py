@@ -124,8 +124,23 @@ class SentinelSetup:
         return time.monotonic()
 
     def cut_replication(self) -> None:
-        """From now on the primary's writes do not reach the replica (the replica still acknowledges)."""
-        assert self.relay is not None
+        """From now on the primary's writes do not reach the replica (the replica still acknowledges).
+
+        The replica must be replicating through the relay for that. A sentinel "fixes" a replica
+        whose master address differs from the one it monitors (``+fix-slave-config``), once
+        ``FAILOVER_TIMEOUT_MS`` passed since it saw the replica's master change, at its next
+        ``INFO`` (every 10 s): on a slow machine that came before the cut, and the cut then cut
+        nothing. Pointed back here, the replica is safe from that for its next 10 s at least.
+        """
+        assert self.relay is not None and self.replica is not None
+        with redis.Redis(port=self.replica.port, decode_responses=True) as replica:
+            if int(replica.info("replication")["master_port"]) != self.relay.port:
+                replica.replicaof("127.0.0.1", self.relay.port)
+                wait_for(
+                    lambda: replica.info("replication").get("master_link_status") == "up",
+                    10,
+                    what="the replica to replicate through the relay again",
+                )
         self.relay.cut.set()
 
     def stop(self) -> None:
